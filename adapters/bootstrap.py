@@ -1,0 +1,131 @@
+"""The composition root: builds the whole bot from the config, and nothing else does.
+
+Tests build it the same way, with their own store, clock or chat adapters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from adapters.cloud.aws import AwsClients
+from adapters.cloud.ecs import AwsEcs
+from adapters.store import open_store
+from bot.clock import Clock, SystemClock
+from bot.config import Config, Settings
+from bot.dispatcher import Dispatcher
+from bot.jobs import JobManager
+from bot.locks import DeployLocks
+from bot.notifier import Notifier
+from bot.ports.chat import ChatAdapter
+from bot.ports.store import Store
+from bot.redaction import RedactingFilter, Redactor
+from bot.services import Services
+from commands import build_registry
+
+log = logging.getLogger(__name__)
+
+# Features add their ports here: each is called once with the half-built bot and may register
+# ports in `services.extra`, background tasks, and clean-ups.
+Extension = Callable[["Bot"], Awaitable[None]]
+EXTENSIONS: list[str] = []
+
+
+@dataclass
+class Bot:
+    services: Services
+    dispatcher: Dispatcher
+    aws: AwsClients
+    settings: Settings
+    runner: str
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    background: set[Any] = field(default_factory=set)
+
+    @property
+    def config(self) -> Config:
+        return self.services.config
+
+    @property
+    def jobs(self) -> JobManager:
+        assert self.services.jobs is not None
+        return self.services.jobs
+
+    async def close(self) -> None:
+        await self.jobs.shutdown()
+        for task in list(self.background):
+            task.cancel()
+        for closer in reversed(self.closers):
+            try:
+                await closer()
+            except Exception:
+                log.exception("closing %s failed", closer)
+        await self.aws.close()
+        await self.services.store.close()
+
+
+async def build_bot(
+    config: Config,
+    settings: Settings | None = None,
+    *,
+    store: Store | None = None,
+    clock: Clock | None = None,
+    chats: list[ChatAdapter] = (),  # type: ignore[assignment]
+    runner: str | None = None,
+    lock_lease: timedelta = timedelta(minutes=2),
+    aws: AwsClients | None = None,
+) -> Bot:
+    settings = settings or Settings()
+    redactor = Redactor(settings.secret_values())
+    _install_log_redaction(redactor)
+    aws = aws or AwsClients(endpoint_url=settings.aws_endpoint_url)
+    store = store or await open_store(config.store, endpoint_url=aws.endpoint_url)
+    notifier = Notifier(redactor)
+    for chat in chats:
+        notifier.register(chat)
+    services = Services(
+        config=config,
+        store=store,
+        chat=notifier,
+        clock=clock or SystemClock(),
+        redactor=redactor,
+        ecs=AwsEcs(aws),
+    )
+    registry = build_registry()
+    services.registry = registry
+    services.locks = DeployLocks(store, services.clock)
+    runner = runner or f"{socket.gethostname()}:{id(services):x}"
+    services.jobs = JobManager(services, runner=runner, lock_lease=lock_lease)
+    dispatcher = Dispatcher(services, registry)
+    services.dispatcher = dispatcher
+    bot = Bot(services=services, dispatcher=dispatcher, aws=aws, settings=settings, runner=runner)
+    for name in EXTENSIONS:
+        module = __import__(name, fromlist=["extend"])
+        await module.extend(bot)
+    return bot
+
+
+@contextlib.asynccontextmanager
+async def running_bot(
+    config: Config, settings: Settings | None = None, **kwargs: Any
+) -> AsyncIterator[Bot]:
+    bot = await build_bot(config, settings, **kwargs)
+    try:
+        yield bot
+    finally:
+        await bot.close()
+
+
+_installed: set[int] = set()
+
+
+def _install_log_redaction(redactor: Redactor) -> None:
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if id(handler) not in _installed:
+            handler.addFilter(RedactingFilter(redactor))
+            _installed.add(id(handler))

@@ -1,0 +1,49 @@
+"""The terminal as a chat: replies and job progress are printed as lines."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from bot.messages import Message, Tone
+from bot.model import Origin
+
+_MARKS = {
+    Tone.SUCCESS: "✅ ",
+    Tone.FAILURE: "❌ ",
+    Tone.WARNING: "⚠️  ",
+    Tone.PROGRESS: "… ",
+    Tone.INFO: "",
+}
+
+
+def render(message: Message) -> str:
+    return _MARKS[message.tone] + message.plain()
+
+
+class ShellChat:
+    name = "local"
+
+    def __init__(self, out: TextIO | None = None) -> None:
+        self._out = out or sys.stdout
+
+    def write(self, text: str, prefix: str = "") -> None:
+        for line in text.splitlines() or [""]:
+            self._out.write(f"{prefix}{line}\n")
+        self._out.flush()
+
+    async def reply(self, origin: Origin, message: Message) -> None:
+        prefix = f"[{origin.thread}] " if origin.thread else ""
+        private = "(only you can see this) " if message.private else ""
+        self.write(private + render(message), prefix)
+
+    async def start_thread(self, origin: Origin, message: Message) -> Origin:
+        thread = (
+            message.text.split(": job ", 1)[-1].split()[0] if ": job " in message.text else "job"
+        )
+        return origin.in_thread(f"job {thread}")
+
+    async def announce(self, channel: str, message: Message) -> Origin:
+        origin = Origin(adapter="local", channel="local", member="kajitori", thread=channel)
+        await self.reply(origin, message)
+        return origin

@@ -1,0 +1,213 @@
+"""The `kajitori` command line: serve, shell, run, demo, sandbox, check-config."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from adapters.bootstrap import Bot, running_bot
+from adapters.chat.shell import ShellChat, render
+from bot.config import Config, Settings, default_config_path, load_config
+from bot.errors import ConfigError
+from bot.model import JobStatus, Origin, Outcome
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+DEMO_CONFIG = Path(__file__).parent / "sandbox" / "demo.yaml"
+
+
+def _default_member() -> str:
+    return f"local:{os.environ.get('USER') or getpass.getuser()}"
+
+
+def _origin(member: str) -> Origin:
+    return Origin(adapter="local", channel="local", member=member)
+
+
+async def run_text(bot: Bot, chat: ShellChat, member: str, text: str) -> int:
+    """Run one command; stream a job's progress until it ends. Returns the exit code."""
+    result = await bot.dispatcher.handle(_origin(member), text)
+    for message in result.messages:
+        chat.write(render(message))
+    if result.outcome is Outcome.USAGE:
+        return EXIT_USAGE
+    if result.outcome is Outcome.STARTED and result.job is not None:
+        status = await bot.jobs.wait(result.job.id)
+        return EXIT_OK if status is JobStatus.SUCCEEDED else EXIT_FAILED
+    return EXIT_OK if result.outcome is Outcome.OK else EXIT_FAILED
+
+
+async def shell_loop(bot: Bot, chat: ShellChat, member: str) -> int:
+    interactive = sys.stdin.isatty()
+    loop = asyncio.get_running_loop()
+    chat.write(f"kajitori shell as {member} — `help` lists the commands, Ctrl-D leaves")
+    pending: set[asyncio.Task[int]] = set()
+    while True:
+        if interactive:
+            sys.stdout.write("kajitori> ")
+            sys.stdout.flush()
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        if not line:
+            break
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        if text in ("exit", "quit"):
+            break
+        if not interactive:
+            chat.write(f"kajitori> {text}")
+        result = await bot.dispatcher.handle(_origin(member), text)
+        for message in result.messages:
+            chat.write(render(message))
+    # A scripted session waits for the jobs it started before leaving.
+    for job_id in bot.jobs.running:
+        await bot.jobs.wait(job_id)
+    del pending
+    return EXIT_OK
+
+
+def _load(path: str | None) -> Config:
+    return load_config(path or default_config_path())
+
+
+async def _with_bot(config: Config, member: str, text: str | None, **kwargs: object) -> int:
+    chat = ShellChat()
+    async with running_bot(config, Settings(), chats=[chat], **kwargs) as bot:
+        if text is None:
+            return await shell_loop(bot, chat, member)
+        return await run_text(bot, chat, member, text)
+
+
+def _demo_member(config: Config, requested: str | None) -> str:
+    if requested:
+        return requested
+    member = _default_member()
+    return member if member in config.access.members else "local:alice"
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from adapters.sandbox import Sandbox
+    from adapters.store.sqlite import SqliteStore
+
+    sandbox = Sandbox(port=0)
+    await asyncio.to_thread(sandbox.start)
+    os.environ["AWS_ENDPOINT_URL"] = sandbox.url
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "demo")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "demo")
+    try:
+        config = load_config(DEMO_CONFIG)
+        member = _demo_member(config, args.as_member)
+        with tempfile.TemporaryDirectory(prefix="kajitori-demo-") as folder:
+            store = await SqliteStore.open(str(Path(folder) / "state.db"))
+            print(f"AWS sandbox at {sandbox.url}; you are {member} (--as to change)")
+            return await _with_bot(config, member, args.text, store=store)
+    finally:
+        await asyncio.to_thread(sandbox.stop)
+
+
+async def _sandbox(args: argparse.Namespace) -> int:
+    from adapters.sandbox import Sandbox
+
+    sandbox = Sandbox(port=args.port)
+    await asyncio.to_thread(sandbox.start)
+    print(f"AWS sandbox: AWS_ENDPOINT_URL={sandbox.url}")
+    print(f"demo config: {DEMO_CONFIG}")
+    print("Ctrl-C stops it.", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await asyncio.to_thread(sandbox.stop)
+    return EXIT_OK
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from adapters.http.server import serve
+
+    config = _load(args.config)
+    await serve(config, Settings(), host=args.host, port=args.port, socket_mode=args.socket_mode)
+    return EXIT_OK
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    path = args.config or default_config_path()
+    try:
+        config = load_config(path)
+    except ConfigError as error:
+        for line in error.errors:
+            print(line, file=sys.stderr)
+        print(f"{path}: {len(error.errors)} error(s)", file=sys.stderr)
+        return EXIT_FAILED
+    services = sum(len(e.services) for e in config.environments.values())
+    print(f"{path}: ok ({len(config.environments)} environments, {services} services)")
+    return EXIT_OK
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="kajitori", description="ChatOps for services on AWS")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument(
+            "--config", help="config file (default: $KAJITORI_CONFIG or ./kajitori.yaml)"
+        )
+        return p
+
+    serve = with_config(
+        sub.add_parser("serve", help="the HTTP server for Slack, Typetalk and webhooks")
+    )
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, default=3000)
+    serve.add_argument(
+        "--socket-mode", action="store_true", help="connect to Slack over Socket Mode"
+    )
+    shell = with_config(sub.add_parser("shell", help="a local chat session in the terminal"))
+    shell.add_argument("--as", dest="as_member", help="member id (default local:$USER)")
+    run = with_config(sub.add_parser("run", help="run one chat command and print the reply"))
+    run.add_argument("--as", dest="as_member", help="member id (default local:$USER)")
+    run.add_argument("text", help='the command, e.g. "status api staging"')
+    demo = sub.add_parser("demo", help="the AWS sandbox seeded with a demo, then the shell")
+    demo.add_argument("--as", dest="as_member", help="member id (default local:alice)")
+    demo.add_argument("text", nargs="?", help="run this one command instead of the shell")
+    sandbox = sub.add_parser("sandbox", help="the seeded AWS sandbox alone")
+    sandbox.add_argument("--port", type=int, default=5055)
+    with_config(sub.add_parser("check-config", help="validate the config file"))
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("KAJITORI_LOG_LEVEL", "WARNING"),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        if args.command == "check-config":
+            return _check_config(args)
+        if args.command == "demo":
+            return asyncio.run(_demo(args))
+        if args.command == "sandbox":
+            return asyncio.run(_sandbox(args))
+        if args.command == "serve":
+            return asyncio.run(_serve(args))
+        config = _load(args.config)
+        member = args.as_member or _default_member()
+        text = args.text if args.command == "run" else None
+        return asyncio.run(_with_bot(config, member, text))
+    except ConfigError as error:
+        for line in error.errors:
+            print(line, file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

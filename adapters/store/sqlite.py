@@ -1,0 +1,231 @@
+"""The store on SQLite (aiosqlite): one file, one replica. Records are JSON documents keyed
+like DynamoDB items, and every guarded write is a single conditional statement."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+from pydantic import BaseModel
+
+from bot.model import (
+    ApprovalRequest,
+    AuditRecord,
+    DbSessionRecord,
+    DeployRecord,
+    JobRecord,
+    JobStatus,
+    LockRecord,
+    RequestStatus,
+)
+
+M = TypeVar("M", bound=BaseModel)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (id INTEGER PRIMARY KEY, status TEXT NOT NULL,
+    runner TEXT NOT NULL DEFAULT '', lease_expires TEXT, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS locks (key TEXT PRIMARY KEY, token TEXT NOT NULL,
+    expires_at TEXT NOT NULL, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS requests (id INTEGER PRIMARY KEY, status TEXT NOT NULL, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS deploys (id INTEGER PRIMARY KEY, service TEXT NOT NULL,
+    env TEXT NOT NULL, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS deploys_by_service ON deploys (service, env, id);
+CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, expires_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS db_sessions (id INTEGER PRIMARY KEY, doc TEXT NOT NULL);
+"""
+
+
+def _ts(value: datetime) -> str:
+    # ISO 8601 in UTC sorts as text.
+    return value.isoformat()
+
+
+def _load(model: type[M], doc: str) -> M:
+    return model.model_validate_json(doc)
+
+
+class SqliteStore:
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    @classmethod
+    async def open(cls, path: str) -> SqliteStore:
+        if path not in (":memory:", ""):
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path or ":memory:", isolation_level=None)
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA busy_timeout=5000")
+        await db.executescript(_SCHEMA)
+        return cls(db)
+
+    async def ping(self) -> None:
+        await self._db.execute("SELECT 1")
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def _one(self, sql: str, params: tuple[Any, ...]) -> Any:
+        async with self._db.execute(sql, params) as cursor:
+            return await cursor.fetchone()
+
+    async def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        async with self._db.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def next_id(self, counter: str) -> int:
+        row = await self._one(
+            "INSERT INTO counters (name, value) VALUES (?, 1) "
+            "ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value",
+            (counter,),
+        )
+        return int(row[0])
+
+    # audit
+    async def add_audit(self, record: AuditRecord) -> None:
+        await self._db.execute("INSERT INTO audit (doc) VALUES (?)", (record.model_dump_json(),))
+
+    async def list_audit(self, limit: int = 20) -> list[AuditRecord]:
+        rows = await self._all("SELECT doc FROM audit ORDER BY seq DESC LIMIT ?", (limit,))
+        return [_load(AuditRecord, r[0]) for r in rows]
+
+    # jobs
+    async def put_job(self, job: JobRecord) -> None:
+        await self._db.execute(
+            "INSERT INTO jobs (id, status, runner, lease_expires, doc) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET status = excluded.status, runner = excluded.runner, "
+            "lease_expires = excluded.lease_expires, doc = excluded.doc",
+            (
+                job.id,
+                job.status.value,
+                job.runner,
+                _ts(job.lease_expires) if job.lease_expires else None,
+                job.model_dump_json(),
+            ),
+        )
+
+    async def get_job(self, job_id: int) -> JobRecord | None:
+        row = await self._one("SELECT doc FROM jobs WHERE id = ?", (job_id,))
+        return _load(JobRecord, row[0]) if row else None
+
+    async def list_jobs(self, limit: int = 20, running_only: bool = False) -> list[JobRecord]:
+        where = "WHERE status = 'running'" if running_only else ""
+        rows = await self._all(f"SELECT doc FROM jobs {where} ORDER BY id DESC LIMIT ?", (limit,))
+        return [_load(JobRecord, r[0]) for r in rows]
+
+    async def claim_job(
+        self, job_id: int, runner: str, lease_expires: datetime, now: datetime
+    ) -> bool:
+        job = await self.get_job(job_id)
+        if job is None or job.status is not JobStatus.RUNNING:
+            return False
+        job.runner, job.lease_expires = runner, lease_expires
+        cursor = await self._db.execute(
+            "UPDATE jobs SET runner = ?, lease_expires = ?, doc = ? WHERE id = ? "
+            "AND status = 'running' AND (runner = ? OR lease_expires IS NULL OR lease_expires <= ?)",
+            (runner, _ts(lease_expires), job.model_dump_json(), job_id, runner, _ts(now)),
+        )
+        return cursor.rowcount == 1
+
+    # locks
+    async def acquire_lock(self, lock: LockRecord, now: datetime) -> LockRecord:
+        await self._db.execute(
+            "INSERT INTO locks (key, token, expires_at, doc) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET token = excluded.token, "
+            "expires_at = excluded.expires_at, doc = excluded.doc WHERE locks.expires_at <= ?",
+            (lock.key, lock.token, _ts(lock.expires_at), lock.model_dump_json(), _ts(now)),
+        )
+        holder = await self.get_lock(lock.key)
+        assert holder is not None
+        return holder
+
+    async def release_lock(self, key: str, token: str) -> bool:
+        cursor = await self._db.execute(
+            "DELETE FROM locks WHERE key = ? AND token = ?", (key, token)
+        )
+        return cursor.rowcount == 1
+
+    async def renew_lock(self, key: str, token: str, expires_at: datetime) -> bool:
+        lock = await self.get_lock(key)
+        if lock is None or lock.token != token:
+            return False
+        lock.expires_at = expires_at
+        cursor = await self._db.execute(
+            "UPDATE locks SET expires_at = ?, doc = ? WHERE key = ? AND token = ?",
+            (_ts(expires_at), lock.model_dump_json(), key, token),
+        )
+        return cursor.rowcount == 1
+
+    async def get_lock(self, key: str) -> LockRecord | None:
+        row = await self._one("SELECT doc FROM locks WHERE key = ?", (key,))
+        return _load(LockRecord, row[0]) if row else None
+
+    async def list_locks(self) -> list[LockRecord]:
+        return [
+            _load(LockRecord, r[0]) for r in await self._all("SELECT doc FROM locks ORDER BY key")
+        ]
+
+    # approvals
+    async def put_request(self, request: ApprovalRequest) -> None:
+        await self._db.execute(
+            "INSERT OR REPLACE INTO requests (id, status, doc) VALUES (?, ?, ?)",
+            (request.id, request.status.value, request.model_dump_json()),
+        )
+
+    async def get_request(self, request_id: int) -> ApprovalRequest | None:
+        row = await self._one("SELECT doc FROM requests WHERE id = ?", (request_id,))
+        return _load(ApprovalRequest, row[0]) if row else None
+
+    async def decide_request(
+        self, request_id: int, status: RequestStatus, by: str, at: datetime
+    ) -> bool:
+        request = await self.get_request(request_id)
+        if request is None:
+            return False
+        decided = request.model_copy(update={"status": status, "decided_by": by, "decided_at": at})
+        cursor = await self._db.execute(
+            "UPDATE requests SET status = ?, doc = ? WHERE id = ? AND status = 'pending'",
+            (status.value, decided.model_dump_json(), request_id),
+        )
+        return cursor.rowcount == 1
+
+    # deploy history
+    async def put_deploy(self, record: DeployRecord) -> None:
+        await self._db.execute(
+            "INSERT OR REPLACE INTO deploys (id, service, env, doc) VALUES (?, ?, ?, ?)",
+            (record.id, record.service, record.env, record.model_dump_json()),
+        )
+
+    async def list_deploys(self, service: str, env: str, limit: int = 20) -> list[DeployRecord]:
+        rows = await self._all(
+            "SELECT doc FROM deploys WHERE service = ? AND env = ? ORDER BY id DESC LIMIT ?",
+            (service, env, limit),
+        )
+        return [_load(DeployRecord, r[0]) for r in rows]
+
+    # deliveries
+    async def first_seen(self, key: str, expires_at: datetime) -> bool:
+        now = _ts(datetime.now(expires_at.tzinfo))
+        cursor = await self._db.execute(
+            "INSERT INTO seen (key, expires_at) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+            "SET expires_at = excluded.expires_at WHERE seen.expires_at <= ?",
+            (key, _ts(expires_at), now),
+        )
+        return cursor.rowcount == 1
+
+    # database sessions
+    async def put_db_session(self, session: DbSessionRecord) -> None:
+        await self._db.execute(
+            "INSERT OR REPLACE INTO db_sessions (id, doc) VALUES (?, ?)",
+            (session.id, session.model_dump_json()),
+        )
+
+    async def list_db_sessions(self) -> list[DbSessionRecord]:
+        rows = await self._all("SELECT doc FROM db_sessions ORDER BY id")
+        return [_load(DbSessionRecord, r[0]) for r in rows]
+
+    async def delete_db_session(self, session_id: int) -> None:
+        await self._db.execute("DELETE FROM db_sessions WHERE id = ?", (session_id,))

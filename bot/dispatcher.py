@@ -1,0 +1,271 @@
+"""The one way in for every adapter: text in, result out, with every guardrail in between.
+
+parse -> channel, member and permission -> the command's handler -> for a plan: locks,
+dry run, approval or confirmation, then a background job. Errors users can act on become a
+reply here, with the usage line; anything else becomes "internal error" and a log entry.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass, field
+
+from bot.errors import KajitoriError, OperationFailed, Refused, UsageError
+from bot.grammar import format_duration
+from bot.invocation import Context, Plan
+from bot.messages import Button, Message, Tone
+from bot.model import (
+    ApprovalRequest,
+    AuditRecord,
+    JobRecord,
+    Origin,
+    Outcome,
+    RequestKind,
+    RequestStatus,
+)
+from bot.services import Services
+from bot.spec import ParsedCommand, Registry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Result:
+    outcome: Outcome
+    messages: list[Message] = field(default_factory=list)
+    job: JobRecord | None = None
+    request: ApprovalRequest | None = None
+    command: ParsedCommand | None = None
+
+    @property
+    def text(self) -> str:
+        return "\n".join(m.plain() for m in self.messages)
+
+
+@dataclass(frozen=True)
+class StartedJob:
+    """A handler's answer when it started (or resumed) a job itself, e.g. `approve`."""
+
+    result: Result
+
+
+class Dispatcher:
+    def __init__(self, services: Services, registry: Registry) -> None:
+        self.services = services
+        self.registry = registry
+
+    async def handle(self, origin: Origin, text: str, *, approved_by: str | None = None) -> Result:
+        command: ParsedCommand | None = None
+        try:
+            command = self.registry.parse(text)
+            result = await self._run(origin, command, approved_by)
+        except UsageError as error:
+            lines = [error.message]
+            if error.usage:
+                lines.append(f"usage: {error.usage}")
+            if error.hint:
+                lines.append(error.hint)
+            result = Result(Outcome.USAGE, [Message(text="\n".join(lines), tone=Tone.WARNING)])
+        except Refused as error:
+            result = Result(Outcome.REFUSED, [Message(text=str(error), tone=Tone.FAILURE)])
+        except OperationFailed as error:
+            result = Result(Outcome.FAILED, [Message(text=str(error), tone=Tone.FAILURE)])
+        except KajitoriError as error:
+            result = Result(Outcome.FAILED, [Message(text=str(error), tone=Tone.FAILURE)])
+        except Exception:
+            error_id = secrets.token_hex(4)
+            log.exception("internal error %s handling a command from %s", error_id, origin.member)
+            result = Result(
+                Outcome.ERROR,
+                [
+                    Message(
+                        text=f"internal error {error_id} (details are in the logs)",
+                        tone=Tone.FAILURE,
+                    )
+                ],
+            )
+        result.command = command
+        await self._audit(origin, text, result)
+        return result
+
+    async def _audit(self, origin: Origin, text: str, result: Result) -> None:
+        services = self.services
+        first = result.messages[0].text.splitlines()[0] if result.messages else ""
+        try:
+            await services.store.add_audit(
+                AuditRecord(
+                    at=services.clock.now(),
+                    member=origin.member,
+                    channel=origin.channel,
+                    text=services.redactor.text(text.strip())[:500],
+                    outcome=result.outcome.value,
+                    job_id=result.job.id if result.job else None,
+                    detail=services.redactor.text(first)[:300],
+                )
+            )
+        except Exception:
+            log.exception("writing the audit record failed")
+
+    async def _run(self, origin: Origin, command: ParsedCommand, approved_by: str | None) -> Result:
+        services = self.services
+        access = services.access
+        spec = command.spec
+        access.check_channel(origin.channel)
+        access.check_member(origin.member)
+        if not spec.open_to_all:
+            access.check_permission(origin.member, spec.permission, command.env)
+        ctx = Context(command=command, origin=origin, services=services, approved_by=approved_by)
+        answer = await spec.handler(ctx)
+        if isinstance(answer, StartedJob):
+            return answer.result
+        if isinstance(answer, Message):
+            return Result(Outcome.OK, [answer])
+        if isinstance(answer, Plan):
+            return await self._plan(ctx, answer)
+        raise TypeError(f"handler of {spec.name} returned {type(answer).__name__}")
+
+    async def _plan(self, ctx: Context, plan: Plan) -> Result:
+        services = self.services
+        assert services.locks is not None and services.jobs is not None
+        command = ctx.command
+        for key in plan.locks:
+            await services.locks.check_free_for(key, ctx.member)
+        env_name = command.env
+        protected = env_name is not None and services.config.environment(env_name).protected
+        needs_approval = protected and ctx.approved_by is None
+        skip_confirmation = command.yes and services.access.is_approver(ctx.member)
+        needs_confirmation = (
+            plan.destructive
+            and ctx.approved_by is None
+            and not needs_approval
+            and not skip_confirmation
+        )
+        if command.dry_run:
+            return Result(Outcome.OK, [self._dry_run(plan, needs_approval, needs_confirmation)])
+        if needs_approval:
+            return await self._request(ctx, plan, RequestKind.APPROVAL)
+        if needs_confirmation:
+            return await self._request(ctx, plan, RequestKind.CONFIRMATION)
+        job = await services.jobs.start(ctx, plan)
+        by = f" (approved by {ctx.approved_by})" if ctx.approved_by else ""
+        return Result(
+            Outcome.STARTED,
+            [Message(text=f"{plan.title}: job {job.id}{by}", tone=Tone.PROGRESS)],
+            job=job,
+        )
+
+    def _dry_run(self, plan: Plan, needs_approval: bool, needs_confirmation: bool) -> Message:
+        lines = [f"dry run: {plan.title}"]
+        lines.extend(f"• {change}" for change in plan.changes)
+        lines.extend(f"✓ {check}" for check in plan.checks)
+        if plan.locks:
+            lines.append("✓ lock free: " + ", ".join(str(k) for k in plan.locks))
+        if needs_approval:
+            lines.append("• would need approval by a second member (protected environment)")
+        elif needs_confirmation:
+            lines.append("• would ask for confirmation (destructive)")
+        lines.append("nothing was changed")
+        return Message(text="\n".join(lines))
+
+    async def _request(self, ctx: Context, plan: Plan, kind: RequestKind) -> Result:
+        services = self.services
+        now = services.clock.now()
+        expiry = services.config.approvals.expiry
+        request = ApprovalRequest(
+            id=await services.store.next_id("request"),
+            kind=kind,
+            command=services.redactor.text(ctx.command.text),
+            member=ctx.member,
+            origin=ctx.origin,
+            env=ctx.command.env,
+            summary=plan.title,
+            changes=plan.changes,
+            created_at=now,
+            expires_at=now + expiry,
+        )
+        await services.store.put_request(request)
+        if kind is RequestKind.APPROVAL:
+            approvers = ", ".join(services.config.approvals.approvers)
+            head = (
+                f"{plan.title} needs approval: request {request.id} by {ctx.member}. "
+                f"A second member with role {approvers} answers `approve {request.id}` "
+                f"or `deny {request.id}` within {format_duration(expiry)}."
+            )
+            buttons = [
+                Button(action="approve", request_id=str(request.id), label="Approve"),
+                Button(action="deny", request_id=str(request.id), label="Deny"),
+            ]
+        else:
+            head = (
+                f"{plan.title} is destructive: confirm with `approve {request.id}` "
+                f"or cancel with `deny {request.id}` within {format_duration(expiry)}."
+            )
+            buttons = [
+                Button(action="approve", request_id=str(request.id), label="Confirm"),
+                Button(action="deny", request_id=str(request.id), label="Cancel"),
+            ]
+        text = "\n".join([head, *(f"• {change}" for change in plan.changes)])
+        return Result(
+            Outcome.PENDING,
+            [Message(text=text, tone=Tone.WARNING, buttons=buttons)],
+            request=request,
+        )
+
+    async def decide(self, approver: Origin, request_id: int, approve: bool) -> Result:
+        """`approve ID` / `deny ID`: check who may decide, then run the request as its requester."""
+        services = self.services
+        access = services.access
+        request = await services.store.get_request(request_id)
+        if request is None:
+            raise Refused(
+                f"there is no request {request_id}", hint="see the id in the request message"
+            )
+        verb = "approve" if approve else "deny"
+        if request.status is not RequestStatus.PENDING:
+            by = f" by {request.decided_by}" if request.decided_by else ""
+            raise Refused(f"request {request_id} is already {request.status.value}{by}")
+        now = services.clock.now()
+        if request.expires_at <= now:
+            await services.store.decide_request(request_id, RequestStatus.EXPIRED, "expiry", now)
+            raise Refused(
+                f"request {request_id} expired at {request.expires_at:%Y-%m-%d %H:%M} UTC",
+                hint=f"run the command again: {request.command}",
+            )
+        is_requester = approver.member == request.member
+        if request.kind is RequestKind.APPROVAL:
+            if is_requester and approve:
+                raise Refused(
+                    f"you cannot {verb} your own request {request_id}",
+                    hint="a second member with an approver role must approve it",
+                )
+            if not access.is_approver(approver.member) and not is_requester:
+                roles = ", ".join(services.config.approvals.approvers)
+                raise Refused(
+                    f"{approver.member} cannot {verb} request {request_id}: approvers have role {roles}"
+                )
+        elif not is_requester and not access.is_approver(approver.member):
+            raise Refused(f"only {request.member} or an approver can {verb} request {request_id}")
+        status = RequestStatus.APPROVED if approve else RequestStatus.DENIED
+        if not await services.store.decide_request(request_id, status, approver.member, now):
+            raise Refused(f"request {request_id} was decided by someone else just now")
+        if not approve:
+            message = Message(
+                text=f"request {request_id} ({request.summary}) denied by {approver.member}",
+                tone=Tone.FAILURE,
+            )
+            if (
+                approver.thread != request.origin.thread
+                or approver.channel != request.origin.channel
+            ):
+                await services.chat.reply(request.origin, message)
+            return Result(Outcome.OK, [message], request=request)
+        result = await self.handle(request.origin, request.command, approved_by=approver.member)
+        verb_done = "approved" if request.kind is RequestKind.APPROVAL else "confirmed"
+        decided = Message(
+            text=f"request {request_id} ({request.summary}) {verb_done} by {approver.member}",
+            tone=Tone.SUCCESS,
+        )
+        result.messages.insert(0, decided)
+        result.request = request
+        return result

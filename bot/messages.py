@@ -1,0 +1,67 @@
+"""What the bot says: a chat-neutral message that each adapter renders its own way."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+
+class Tone(StrEnum):
+    INFO = "info"
+    PROGRESS = "progress"
+    SUCCESS = "success"
+    FAILURE = "failure"
+    WARNING = "warning"
+
+
+class Table(BaseModel):
+    columns: list[str]
+    rows: list[list[str]]
+    note: str | None = None
+
+
+class Button(BaseModel):
+    """An answer to a pending request: approve/deny (or confirm/cancel) with its id."""
+
+    action: str  # "approve" or "deny"
+    request_id: str
+    label: str
+
+
+class Attachment(BaseModel):
+    filename: str
+    content: str
+    mime: str = "text/csv"
+
+
+class Message(BaseModel):
+    text: str
+    tone: Tone = Tone.INFO
+    fields: dict[str, str] = Field(default_factory=dict)
+    table: Table | None = None
+    buttons: list[Button] = Field(default_factory=list)
+    attachment: Attachment | None = None
+    # Only the member it is about may see it (ephemeral message or DM, never the channel).
+    private: bool = False
+
+    def plain(self) -> str:
+        """The message as plain text, for terminals and chats without rich layout."""
+        parts = [self.text]
+        parts.extend(f"{k}: {v}" for k, v in self.fields.items())
+        if self.table is not None:
+            parts.append(render_table(self.table))
+        if self.buttons:
+            parts.append(
+                "  ".join(f"[{b.label}: `{b.action} {b.request_id}`]" for b in self.buttons)
+            )
+        if self.attachment is not None:
+            parts.append(f"(attached: {self.attachment.filename})")
+        return "\n".join(parts)
+
+
+def render_table(table: Table) -> str:
+    from tabulate import tabulate
+
+    text = tabulate(table.rows, headers=table.columns, tablefmt="simple", disable_numparse=True)
+    return text if table.note is None else f"{text}\n{table.note}"

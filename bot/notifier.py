@@ -1,0 +1,60 @@
+"""One notifier in front of every chat adapter: the core never knows which chat it talks to."""
+
+from __future__ import annotations
+
+import logging
+
+from bot.messages import Message
+from bot.model import Origin
+from bot.ports.chat import ChatAdapter
+from bot.redaction import Redactor
+
+log = logging.getLogger(__name__)
+
+
+class Notifier:
+    def __init__(self, redactor: Redactor) -> None:
+        self._adapters: dict[str, ChatAdapter] = {}
+        self._redactor = redactor
+
+    def register(self, adapter: ChatAdapter) -> None:
+        self._adapters[adapter.name] = adapter
+
+    def adapter_for(self, name: str) -> ChatAdapter | None:
+        return self._adapters.get(name)
+
+    def _clean(self, message: Message) -> Message:
+        return self._redactor.message(message)
+
+    async def reply(self, origin: Origin, message: Message) -> None:
+        adapter = self._adapters.get(origin.adapter)
+        if adapter is None:
+            log.warning("no chat adapter %r for a reply: %s", origin.adapter, message.text[:80])
+            return
+        try:
+            await adapter.reply(origin, self._clean(message))
+        except Exception:
+            log.exception("reply through %s failed", origin.adapter)
+
+    async def start_thread(self, origin: Origin, message: Message) -> Origin:
+        adapter = self._adapters.get(origin.adapter)
+        if adapter is None:
+            return origin
+        try:
+            return await adapter.start_thread(origin, self._clean(message))
+        except Exception:
+            log.exception("starting a thread through %s failed", origin.adapter)
+            return origin
+
+    async def announce(self, channel: str, message: Message) -> Origin | None:
+        """Post to `channel` (`slack:C0123`, `typetalk:topic/42`); None if it cannot be reached."""
+        name = channel.split(":", 1)[0]
+        adapter = self._adapters.get(name)
+        if adapter is None:
+            log.warning("no chat adapter for channel %s", channel)
+            return None
+        try:
+            return await adapter.announce(channel, self._clean(message))
+        except Exception:
+            log.exception("announcing in %s failed", channel)
+            return None

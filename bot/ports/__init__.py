@@ -1,0 +1,1 @@
+"""The ports: Protocols the core depends on and the adapters implement."""

@@ -1,0 +1,70 @@
+"""The store port. Every write that guards against a race is conditional, so that an adapter
+for DynamoDB can implement it with conditional writes and expiry attributes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from bot.model import (
+    ApprovalRequest,
+    AuditRecord,
+    DbSessionRecord,
+    DeployRecord,
+    JobRecord,
+    LockRecord,
+    RequestStatus,
+)
+
+
+class Store(Protocol):
+    async def ping(self) -> None:
+        """Raise when the store cannot be reached."""
+
+    async def close(self) -> None: ...
+
+    async def next_id(self, counter: str) -> int:
+        """An atomic counter: 1, 2, 3... per counter name."""
+
+    # audit
+    async def add_audit(self, record: AuditRecord) -> None: ...
+    async def list_audit(self, limit: int = 20) -> list[AuditRecord]: ...
+
+    # jobs
+    async def put_job(self, job: JobRecord) -> None: ...
+    async def get_job(self, job_id: int) -> JobRecord | None: ...
+    async def list_jobs(self, limit: int = 20, running_only: bool = False) -> list[JobRecord]: ...
+    async def claim_job(
+        self, job_id: int, runner: str, lease_expires: datetime, now: datetime
+    ) -> bool:
+        """Take over a running job whose lease has expired (or renew one's own lease)."""
+
+    # locks
+    async def acquire_lock(self, lock: LockRecord, now: datetime) -> LockRecord:
+        """Store `lock` if its key is free or its holder's lease expired; return the holder."""
+
+    async def release_lock(self, key: str, token: str) -> bool: ...
+    async def renew_lock(self, key: str, token: str, expires_at: datetime) -> bool: ...
+    async def get_lock(self, key: str) -> LockRecord | None: ...
+    async def list_locks(self) -> list[LockRecord]: ...
+
+    # approvals and confirmations
+    async def put_request(self, request: ApprovalRequest) -> None: ...
+    async def get_request(self, request_id: int) -> ApprovalRequest | None: ...
+    async def decide_request(
+        self, request_id: int, status: RequestStatus, by: str, at: datetime
+    ) -> bool:
+        """Move a pending request to `status`; False when it was no longer pending."""
+
+    # deploy history
+    async def put_deploy(self, record: DeployRecord) -> None: ...
+    async def list_deploys(self, service: str, env: str, limit: int = 20) -> list[DeployRecord]: ...
+
+    # deliveries seen (Slack retries, GitHub redeliveries)
+    async def first_seen(self, key: str, expires_at: datetime) -> bool:
+        """True the first time `key` is seen (until it expires), False afterwards."""
+
+    # database sessions
+    async def put_db_session(self, session: DbSessionRecord) -> None: ...
+    async def list_db_sessions(self) -> list[DbSessionRecord]: ...
+    async def delete_db_session(self, session_id: int) -> None: ...

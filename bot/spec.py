@@ -1,0 +1,209 @@
+"""Command specs: what a command is called, takes, needs, and which handler runs it.
+
+Each module in `commands/` declares one or more `CommandSpec`s; the registry, the parser,
+`help` and the access check all read from them, so a command is described in one place.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from bot.errors import UsageError
+from bot.grammar import FLAGS, CountChange, Token, parse_count, parse_duration, tokenize
+
+if TYPE_CHECKING:
+    from bot.invocation import Handler
+
+
+class ArgKind(StrEnum):
+    WORD = "word"
+    COUNT = "count"  # 5, +2, -1
+    DURATION = "duration"  # 30m, 2h
+    REST = "rest"  # the rest of the text, verbatim
+
+
+@dataclass(frozen=True)
+class Arg:
+    name: str
+    kind: ArgKind = ArgKind.WORD
+    optional: bool = False
+    # An optional argument introduced by a keyword: `db open main staging for 2h`.
+    keyword: str | None = None
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    name: str  # may be two words: "scale out", "db open"
+    usage: str
+    summary: str
+    handler: Handler
+    permission: str  # checked as "PERMISSION:ENV" when the command names an environment
+    args: tuple[Arg, ...] = ()
+    flags: frozenset[str] = frozenset()
+    # Whether a change to AWS can follow (approval on protected environments, locks, dry-run).
+    mutating: bool = False
+    # Members need no permission (help); approvals are checked by their own rule.
+    open_to_all: bool = False
+    examples: tuple[str, ...] = ()
+    details: str = ""
+
+    @property
+    def words(self) -> tuple[str, ...]:
+        return tuple(self.name.split())
+
+
+@dataclass(frozen=True)
+class ParsedCommand:
+    spec: CommandSpec
+    args: dict[str, Any]
+    flags: frozenset[str]
+    text: str
+
+    @property
+    def dry_run(self) -> bool:
+        return "--dry-run" in self.flags
+
+    @property
+    def yes(self) -> bool:
+        return "--yes" in self.flags
+
+    @property
+    def env(self) -> str | None:
+        value = self.args.get("env")
+        return value if isinstance(value, str) else None
+
+    def word(self, name: str) -> str:
+        value = self.args[name]
+        assert isinstance(value, str)
+        return value
+
+    def optional_word(self, name: str) -> str | None:
+        value = self.args.get(name)
+        return value if isinstance(value, str) else None
+
+    def count(self, name: str) -> CountChange:
+        value = self.args[name]
+        assert isinstance(value, CountChange)
+        return value
+
+    def duration(self, name: str) -> timedelta | None:
+        value = self.args.get(name)
+        return value if isinstance(value, timedelta) else None
+
+
+@dataclass
+class Registry:
+    specs: list[CommandSpec] = field(default_factory=list)
+
+    def add(self, spec: CommandSpec) -> None:
+        if any(s.name == spec.name for s in self.specs):
+            raise ValueError(f"command {spec.name!r} declared twice")
+        self.specs.append(spec)
+
+    def find(self, words: list[str]) -> CommandSpec | None:
+        """The spec whose name is the longest prefix of `words`."""
+        best: CommandSpec | None = None
+        for spec in self.specs:
+            n = len(spec.words)
+            if tuple(w.lower() for w in words[:n]) == spec.words and (
+                best is None or n > len(best.words)
+            ):
+                best = spec
+        return best
+
+    def group(self, word: str) -> list[CommandSpec]:
+        return [s for s in self.specs if s.words[0] == word.lower()]
+
+    def parse(self, text: str) -> ParsedCommand:
+        text = text.strip()
+        tokens = tokenize(text)
+        if not tokens:
+            raise UsageError("empty command", hint="type `help` to see what I can do")
+        words = [t.value for t in tokens if not t.quoted]
+        spec = self.find(words)
+        if spec is None:
+            group = self.group(tokens[0].value)
+            if group:
+                usages = "\n".join(s.usage for s in group)
+                raise UsageError(f"what should `{tokens[0].value}` do?", usage=usages)
+            raise UsageError(
+                f"unknown command {tokens[0].value!r}", hint="type `help` to see the commands"
+            )
+        return _bind(spec, text, tokens[len(spec.words) :])
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]*")
+
+
+def _bind(spec: CommandSpec, text: str, tokens: list[Token]) -> ParsedCommand:
+    def fail(message: str) -> UsageError:
+        return UsageError(message, usage=spec.usage)
+
+    flags: set[str] = set()
+    values: dict[str, Any] = {}
+    rest_arg = next((a for a in spec.args if a.kind is ArgKind.REST), None)
+    positional: list[Token] = []
+    rest_from: int | None = None
+    needed = [a for a in spec.args if a.kind is not ArgKind.REST and a.keyword is None]
+    for token in tokens:
+        if rest_arg is not None and len(positional) >= len(needed) and rest_from is None:
+            if token.value in FLAGS and not token.quoted:
+                flags.add(token.value)
+                continue
+            rest_from = token.start
+            break
+        if token.value.startswith("--") and not token.quoted:
+            if token.value not in spec.flags:
+                allowed = ", ".join(sorted(spec.flags)) or "none"
+                raise fail(f"unknown option {token.value} for `{spec.name}` (options: {allowed})")
+            flags.add(token.value)
+            continue
+        positional.append(token)
+
+    queue = list(positional)
+    for arg in spec.args:
+        if arg.kind is ArgKind.REST:
+            raw = text[rest_from:].strip() if rest_from is not None else ""
+            if not raw and not arg.optional:
+                raise fail(f"missing {arg.name.upper()}")
+            values[arg.name] = raw or None
+            continue
+        if arg.keyword is not None:
+            if queue and queue[0].value.lower() == arg.keyword and not queue[0].quoted:
+                queue.pop(0)
+                if not queue:
+                    raise fail(f"missing {arg.name.upper()} after `{arg.keyword}`")
+                values[arg.name] = _convert(arg, queue.pop(0), fail)
+            else:
+                values[arg.name] = None
+            continue
+        if not queue:
+            if arg.optional:
+                values[arg.name] = None
+                continue
+            raise fail(f"missing {arg.name.upper()}")
+        values[arg.name] = _convert(arg, queue.pop(0), fail)
+    if queue:
+        raise fail(f"unexpected {queue[0].value!r}")
+    return ParsedCommand(spec=spec, args=values, flags=frozenset(flags), text=text)
+
+
+def _convert(arg: Arg, token: Token, fail: Callable[[str], UsageError]) -> object:
+    try:
+        if arg.kind is ArgKind.COUNT:
+            return parse_count(token.value)
+        if arg.kind is ArgKind.DURATION:
+            return parse_duration(token.value)
+    except UsageError as error:
+        raise fail(error.message) from None
+    if not _IDENTIFIER.fullmatch(token.value):
+        raise fail(f"bad {arg.name.upper()} {token.value!r}")
+    return token.value
+
+
+AsyncHandler = Callable[..., Awaitable[Any]]
