@@ -43,14 +43,18 @@ class RecordingChat:
 
     async def announce(self, channel: str, message: Message) -> Origin:
         self._threads += 1
-        origin = Origin(adapter=self.name, channel=channel, member="kajitori", thread=f"t{self._threads}")
+        origin = Origin(
+            adapter=self.name, channel=channel, member="kajitori", thread=f"t{self._threads}"
+        )
         self._add(origin, message)
         return origin
 
     def texts(self, thread: str | None = None) -> list[str]:
         return [p.text for p in self.posted if thread is None or p.origin.thread == thread]
 
-    async def wait_for(self, predicate: Callable[[list[Posted]], bool], timeout: float = 30.0) -> None:
+    async def wait_for(
+        self, predicate: Callable[[list[Posted]], bool], timeout: float = 30.0
+    ) -> None:
         async with asyncio.timeout(timeout):
             while not predicate(self.posted):
                 self._changed.clear()

@@ -1,0 +1,64 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from adapters.cli import main
+from bot.config import load_config, parse_config
+from bot.errors import ConfigError
+from tests.conftest import DEMO_CONFIG, demo_data
+
+
+def test_demo_config_is_valid() -> None:
+    config = load_config(DEMO_CONFIG)
+    assert config.environments["production"].protected
+    assert config.service("api", "staging").kind == "ecs"
+
+
+def test_every_error_names_its_key_path() -> None:
+    data = demo_data()
+    del data["environments"]["staging"]["services"]["api"]["ecs"]["cluster"]
+    data["environments"]["production"]["regoin"] = "x"
+    data["access"]["members"]["local:erin"] = ["wizard"]
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data)
+    assert caught.value.errors == [
+        "environments.staging.services.api.ecs.cluster: field required",
+        "environments.production.regoin: unknown key (did you mean 'region'?)",
+    ]
+
+
+def test_unknown_roles_and_trigger_targets_are_reported() -> None:
+    data = demo_data()
+    data["access"]["members"]["local:erin"] = ["wizard"]
+    data["triggers"] = [{"ci": "jenkins", "deploy": {"service": "nope", "env": "staging"}}]
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data)
+    assert "access.members.local:erin: unknown role 'wizard'" in caught.value.errors
+    assert "triggers.0.deploy.service: unknown service 'nope'" in caught.value.errors
+
+
+def test_a_service_is_exactly_one_kind() -> None:
+    data = demo_data()
+    data["environments"]["staging"]["services"]["api"]["asg"] = {"name": "x"}
+    with pytest.raises(ConfigError, match="exactly one of ecs, fleet or asg"):
+        parse_config(data)
+
+
+def test_check_config_exits_non_zero_naming_the_misspelt_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = demo_data()
+    fleet = data["environments"]["staging"]["services"]["web"]["fleet"]
+    fleet["target_gruop"] = fleet.pop("target_group")
+    path = tmp_path / "kajitori.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert main(["check-config", "--config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "environments.staging.services.web.fleet.target_gruop: unknown key" in err
+    assert "environments.staging.services.web.fleet.target_group: field required" in err
+
+
+def test_check_config_accepts_the_demo(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", "--config", str(DEMO_CONFIG)]) == 0
+    assert "ok" in capsys.readouterr().out
