@@ -24,6 +24,12 @@ def describe_holder(lock: LockRecord, now: datetime) -> str:
     return f"{lock.owner}{job}{reason}, lease ends in {left}"
 
 
+def _hint(holder: LockRecord) -> str:
+    if holder.job_id is not None:
+        return f"wait for job {holder.job_id} to finish (`jobs` shows it), then try again"
+    return f"ask {holder.owner} to `unlock {holder.service} {holder.env}`, or wait for the lease to end"
+
+
 class DeployLocks:
     def __init__(self, store: Store, clock: Clock) -> None:
         self._store = store
@@ -54,10 +60,7 @@ class DeployLocks:
             return wanted
         if holder.owner == owner and holder.job_id is None and job_id is not None:
             return None
-        raise Refused(
-            f"{key} is locked by {describe_holder(holder, now)}",
-            hint=f"wait for it to finish, or ask {holder.owner} to `unlock {key.service} {key.env}`",
-        )
+        raise Refused(f"{key} is locked by {describe_holder(holder, now)}", hint=_hint(holder))
 
     async def release(self, lock: LockRecord | None) -> None:
         if lock is not None:
@@ -78,7 +81,5 @@ class DeployLocks:
         if holder is not None and not (holder.owner == member and holder.job_id is None):
             now = self._clock.now()
             raise Refused(
-                f"{key} is locked by {describe_holder(holder, now)}",
-                hint=f"wait for it to finish, or ask {holder.owner} to "
-                f"`unlock {key.service} {key.env}`",
+                f"{key} is locked by {describe_holder(holder, now)}", hint=_hint(holder)
             )

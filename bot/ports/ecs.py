@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Protocol
 
@@ -49,7 +50,7 @@ class EcsServiceState(BaseModel):
     @property
     def revision(self) -> str:
         """`family:revision` of the task definition."""
-        return self.task_definition.rsplit("/", 1)[-1]
+        return task_definition_name(self.task_definition)
 
     @property
     def primary(self) -> EcsDeployment | None:
@@ -69,5 +70,89 @@ def image_repository(image: str) -> str:
     return path.split("@", 1)[0].split(":", 1)[0]
 
 
+def image_with_tag(image: str, tag: str) -> str:
+    """`…/api:v1` (or `…/api@sha256:…`) -> `…/api:TAG`; a registry port (`host:5000/…`) stays."""
+    head, _, name = image.rpartition("/")
+    name = name.split("@", 1)[0].split(":", 1)[0]
+    return f"{head}/{name}:{tag}" if head else f"{name}:{tag}"
+
+
+_ECR_HOST = re.compile(r"^(\d{12})\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/")
+
+
+def ecr_registry(image: str) -> tuple[str, str] | None:
+    """(account, region) of an ECR image URI, None for any other registry."""
+    match = _ECR_HOST.match(image)
+    return (match.group(1), match.group(2)) if match else None
+
+
+class EcrImage(BaseModel):
+    repository: str
+    tag: str
+    digest: str
+    pushed_at: datetime | None = None
+
+
+class TaskDefinitionInfo(BaseModel):
+    arn: str
+    status: str  # ACTIVE | INACTIVE | DELETE_IN_PROGRESS
+    image: str  # the named container's image
+
+    @property
+    def revision(self) -> str:
+        return task_definition_name(self.arn)
+
+
+class StoppedTask(BaseModel):
+    task_id: str
+    task_definition: str
+    started_by: str | None = None
+    stop_code: str | None = None
+    stopped_reason: str | None = None
+    stopped_at: datetime | None = None
+    # "app: exit code 1", "app: CannotPullContainerError: …", one per container with news.
+    containers: list[str] = Field(default_factory=list)
+
+
+def task_definition_name(arn: str) -> str:
+    """`arn:aws:ecs:…:task-definition/api-staging:3` -> `api-staging:3`."""
+    return arn.rsplit("/", 1)[-1]
+
+
 class EcsPort(Protocol):
     async def describe_service(self, region: str, target: EcsTarget) -> EcsServiceState: ...
+
+    async def find_image(
+        self, region: str, repository: str, tag: str, registry_id: str | None = None
+    ) -> EcrImage | None:
+        """The image tagged `tag` in the ECR repository, None when the tag is not there.
+        Refused when the repository does not exist or cannot be read."""
+
+    async def recent_tags(
+        self, region: str, repository: str, registry_id: str | None = None, limit: int = 5
+    ) -> list[str]:
+        """The most recently pushed tags of the repository, newest first."""
+
+    async def describe_task_definition(
+        self, region: str, task_definition: str, container: str
+    ) -> TaskDefinitionInfo: ...
+
+    async def next_revision(self, region: str, task_definition: str) -> str:
+        """`family:N` that registering a new revision of this family would most likely get."""
+
+    async def register_image_revision(
+        self, region: str, task_definition: str, container: str, image: str
+    ) -> str:
+        """Register a new revision of `task_definition` that differs only in `container`'s
+        image; everything else (environment, secrets, CPU, memory, roles, network mode,
+        compatibilities, tags) is copied. Returns the new revision's ARN."""
+
+    async def update_service(self, region: str, target: EcsTarget, task_definition: str) -> str:
+        """Point the service at `task_definition` with the deployment circuit breaker on
+        (rollback enabled); the rest of its deployment configuration is kept. Returns the
+        id of the deployment ECS started."""
+
+    async def stopped_tasks(
+        self, region: str, target: EcsTarget, started_by: str | None = None, limit: int = 20
+    ) -> list[StoppedTask]:
+        """The service's stopped tasks (newest first), optionally only one deployment's."""

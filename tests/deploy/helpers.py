@@ -1,0 +1,64 @@
+"""Helpers for the deploy tests: commands through the real dispatcher, ECS read back from the
+sandbox over HTTP with the bot's own AWS clients."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adapters.bootstrap import Bot
+from bot.dispatcher import Result
+from bot.invocation import LockKey
+from bot.model import DeployRecord, JobStatus, LockRecord, Origin
+
+REGION = "ap-northeast-1"
+
+
+def origin(member: str) -> Origin:
+    return Origin(adapter="local", channel="local", member=member)
+
+
+async def say(bot: Bot, member: str, text: str) -> Result:
+    return await bot.dispatcher.handle(origin(member), text)
+
+
+async def finish(bot: Bot, result: Result) -> JobStatus:
+    assert result.job is not None, result.text
+    return await bot.jobs.wait(result.job.id)
+
+
+async def deploy_and_wait(bot: Bot, text: str, member: str = "local:alice") -> JobStatus:
+    return await finish(bot, await say(bot, member, text))
+
+
+async def ecs_client(bot: Bot) -> Any:
+    return await bot.aws.client("ecs", REGION)
+
+
+async def running_definition(bot: Bot, env: str = "staging") -> dict[str, Any]:
+    """The task definition the `api` service of `env` points at, as ECS describes it."""
+    ecs = await ecs_client(bot)
+    service = (await ecs.describe_services(cluster=env, services=["api"]))["services"][0]
+    described = await ecs.describe_task_definition(taskDefinition=service["taskDefinition"])
+    definition: dict[str, Any] = described["taskDefinition"]
+    return definition
+
+
+async def revisions(bot: Bot, env: str = "staging") -> list[str]:
+    ecs = await ecs_client(bot)
+    listed = await ecs.list_task_definitions(familyPrefix=f"api-{env}")
+    arns: list[str] = listed["taskDefinitionArns"]
+    return arns
+
+
+def image_of(definition: dict[str, Any]) -> str:
+    return str(definition["containerDefinitions"][0]["image"])
+
+
+async def history(bot: Bot, env: str = "staging") -> list[DeployRecord]:
+    return await bot.services.store.list_deploys("api", env)
+
+
+async def lock_holder(bot: Bot, service: str = "api", env: str = "staging") -> LockRecord | None:
+    locks = bot.services.locks
+    assert locks is not None
+    return await locks.holder(LockKey(service, env))
