@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Callable
 from typing import Any
 
 from aiobotocore.config import AioConfig
@@ -32,18 +33,29 @@ class AwsClients:
         )
         self._stack = contextlib.AsyncExitStack()
         self._clients: dict[tuple[str, str], Any] = {}
-        self._lock = asyncio.Lock()
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._client_hooks: list[Callable[[Any], None]] = []
 
     @property
     def endpoint_url(self) -> str | None:
         return self._endpoint_url
+
+    def add_client_hook(self, hook: Callable[[Any], None]) -> None:
+        """Call `hook(client)` on every client, existing and future (metrics register
+        botocore event handlers this way)."""
+        self._client_hooks.append(hook)
+        for client in self._clients.values():
+            hook(client)
 
     async def client(self, service: str, region: str) -> Any:
         key = (service, region)
         client = self._clients.get(key)
         if client is not None:
             return client
-        async with self._lock:
+        # One lock per client, so that creating clients for many services and regions at once
+        # (a `limits` fan-out) happens concurrently, and each client is still created once.
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
             client = self._clients.get(key)
             if client is None:
                 creator = self._session.create_client(
@@ -53,6 +65,8 @@ class AwsClients:
                     config=self._config,
                 )
                 client = await self._stack.enter_async_context(creator)
+                for hook in self._client_hooks:
+                    hook(client)
                 self._clients[key] = client
         return client
 

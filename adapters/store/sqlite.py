@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS deploys (id INTEGER PRIMARY KEY, service TEXT NOT NUL
 CREATE INDEX IF NOT EXISTS deploys_by_service ON deploys (service, env, id);
 CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, expires_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS db_sessions (id INTEGER PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
@@ -214,6 +215,23 @@ class SqliteStore:
             "SET expires_at = excluded.expires_at WHERE seen.expires_at <= ?",
             (key, _ts(expires_at), now),
         )
+        return cursor.rowcount == 1
+
+    # small values
+    async def get_value(self, key: str) -> str | None:
+        row = await self._one("SELECT value FROM kv WHERE key = ?", (key,))
+        return str(row[0]) if row else None
+
+    async def swap_value(self, key: str, expected: str | None, value: str) -> bool:
+        if expected is None:
+            cursor = await self._db.execute(
+                "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+                (key, value),
+            )
+        else:
+            cursor = await self._db.execute(
+                "UPDATE kv SET value = ? WHERE key = ? AND value = ?", (value, key, expected)
+            )
         return cursor.rowcount == 1
 
     # database sessions

@@ -64,6 +64,11 @@ class Store(Protocol):
     async def first_seen(self, key: str, expires_at: datetime) -> bool:
         """True the first time `key` is seen (until it expires), False afterwards."""
 
+    # small values kept between runs (the quota watcher's last reported level per quota)
+    async def get_value(self, key: str) -> str | None: ...
+    async def swap_value(self, key: str, expected: str | None, value: str) -> bool:
+        """Set `key` to `value` if it still holds `expected` (None: absent); False if not."""
+
     # database sessions
     async def put_db_session(self, session: DbSessionRecord) -> None: ...
     async def list_db_sessions(self) -> list[DbSessionRecord]: ...

@@ -1,0 +1,251 @@
+"""What `scale`, `limits`, `status` (fleets, Auto Scaling groups) and the quota watcher need
+from AWS: desired counts, instances, target groups, Auto Scaling groups, RDS instance classes,
+quotas and their usage."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from pydantic import BaseModel, Field
+
+from bot.config import EcsTarget
+
+# Tags that mark the instances of a fleet (EC2 without Auto Scaling).
+SERVICE_TAG = "kajitori:service"
+ENV_TAG = "kajitori:env"
+# The scope of account-wide Route 53 limits in a `LimitUsage` (others are regions).
+ROUTE53_SCOPE = "route53"
+
+
+class EcsCapacity(BaseModel):
+    desired: int
+    running: int
+    pending: int
+    deployments: int  # how many deployments the service has (1 when steady)
+    launch_type: str  # FARGATE, EC2, EXTERNAL, or CAPACITY_PROVIDER
+    task_vcpus: float | None  # from the task definition's `cpu`, when it says
+
+
+class InstanceType(BaseModel):
+    name: str
+    vcpus: int
+    architectures: list[str]
+
+
+class Instance(BaseModel):
+    id: str
+    instance_type: str
+    state: str  # pending | running | stopping | stopped | shutting-down | terminated
+    architecture: str
+    availability_zone: str | None = None
+    subnet_id: str | None = None
+    launched_at: datetime
+    spot: bool = False
+    name: str | None = None
+
+
+class LaunchTemplate(BaseModel):
+    id: str
+    name: str
+    version: int
+    instance_type: str | None
+    subnets: list[str] = Field(default_factory=list)
+    # The template defines network interfaces: a subnet goes into them, not on the request.
+    network_interfaces: bool = False
+
+
+class Subnet(BaseModel):
+    id: str
+    availability_zone: str
+
+
+class TargetHealth(BaseModel):
+    target_id: str
+    state: str  # initial | healthy | unhealthy | unused | draining | unavailable
+    reason: str | None = None
+
+
+class AsgInstance(BaseModel):
+    id: str
+    lifecycle_state: str  # Pending | InService | Terminating | ...
+    health_status: str
+    instance_type: str | None = None
+
+
+class AutoScalingGroup(BaseModel):
+    name: str
+    min_size: int
+    max_size: int
+    desired: int
+    instances: list[AsgInstance] = Field(default_factory=list)
+    # The instance type new instances get (launch template or configuration), when one.
+    instance_type: str | None = None
+
+    @property
+    def in_service(self) -> int:
+        return sum(1 for i in self.instances if i.lifecycle_state == "InService")
+
+
+class DbInstance(BaseModel):
+    id: str
+    instance_class: str
+    status: str
+    engine: str
+    writer: bool | None = None  # Aurora: the cluster's writer; None outside a cluster
+    pending_class: str | None = None
+    maintenance_window: str | None = None
+
+
+class DbCluster(BaseModel):
+    id: str
+    engine: str
+    members: list[DbInstance]
+
+
+class Quota(BaseModel):
+    service_code: str
+    code: str
+    name: str
+    value: float
+    applied: bool  # False: the AWS default (no applied value in the account)
+
+
+class LimitUsage(BaseModel):
+    """One row of `limits`: how much of a limit is used, where."""
+
+    scope: str  # a region, or `route53:ZONE` for per-zone limits
+    name: str
+    used: float
+    limit: float
+    code: str | None = None  # the Service Quotas code, where there is one
+
+    @property
+    def percent(self) -> float:
+        if self.limit <= 0:
+            return 100.0 if self.used > 0 else 0.0
+        return 100.0 * self.used / self.limit
+
+    @property
+    def key(self) -> str:
+        return f"{self.scope}/{self.code or self.name}"
+
+
+class LimitReport(BaseModel):
+    rows: list[LimitUsage] = Field(default_factory=list)
+    # What could not be read, one line each ("ap-northeast-1 VPCs: AccessDenied ...").
+    failures: list[str] = Field(default_factory=list)
+
+
+class EcsCapacityPort(Protocol):
+    async def describe(self, region: str, target: EcsTarget) -> EcsCapacity: ...
+    async def set_desired_count(self, region: str, target: EcsTarget, count: int) -> None: ...
+
+
+class Ec2Port(Protocol):
+    async def instance_types(self, region: str, names: Sequence[str]) -> dict[str, InstanceType]:
+        """The known types among `names`; an unknown name is missing from the result."""
+
+    async def fleet_instances(self, region: str, service: str, env: str) -> list[Instance]:
+        """The fleet's instances that are not terminated or shutting down."""
+
+    async def instances(self, region: str, ids: Sequence[str]) -> list[Instance]: ...
+    async def launch_template(self, region: str, name: str) -> LaunchTemplate: ...
+    async def subnets(self, region: str, ids: Sequence[str]) -> list[Subnet]: ...
+
+    async def launch(
+        self,
+        region: str,
+        template: LaunchTemplate,
+        *,
+        count: int,
+        subnet: str | None,
+        tags: dict[str, str],
+        token: str,
+    ) -> list[str]:
+        """RunInstances from the template; `token` makes a retried request launch nothing more."""
+
+    async def start(self, region: str, ids: Sequence[str]) -> None: ...
+    async def stop(self, region: str, ids: Sequence[str]) -> None: ...
+    async def terminate(self, region: str, ids: Sequence[str]) -> None: ...
+    async def set_instance_type(
+        self, region: str, instance_id: str, instance_type: str
+    ) -> None: ...
+
+    async def set_template_instance_type(
+        self, region: str, template: LaunchTemplate, instance_type: str
+    ) -> int:
+        """A new default version of the template with `instance_type`; returns its number."""
+
+
+class TargetGroupPort(Protocol):
+    async def arn(self, region: str, name: str) -> str: ...
+    async def register(self, region: str, arn: str, ids: Sequence[str]) -> None: ...
+    async def deregister(self, region: str, arn: str, ids: Sequence[str]) -> None: ...
+    async def health(self, region: str, arn: str) -> list[TargetHealth]:
+        """Every target the group knows, draining ones included."""
+
+
+class AutoScalingPort(Protocol):
+    async def group(self, region: str, name: str) -> AutoScalingGroup: ...
+    async def set_capacity(
+        self, region: str, name: str, desired: int, max_size: int | None = None
+    ) -> None: ...
+
+
+class DatabaseCapacityPort(Protocol):
+    async def cluster(self, region: str, cluster_id: str) -> DbCluster: ...
+    async def instance(self, region: str, instance_id: str) -> DbInstance: ...
+    async def class_available(self, region: str, engine: str, instance_class: str) -> bool | None:
+        """Whether the engine can run on the class; None when it cannot be told."""
+
+    async def modify_class(
+        self, region: str, instance_id: str, instance_class: str, *, apply_now: bool
+    ) -> DbInstance: ...
+
+
+class QuotaPort(Protocol):
+    async def quota(self, region: str, service_code: str, code: str) -> Quota:
+        """The applied value, else AWS's default."""
+
+    async def standard_vcpus_in_use(self, region: str) -> int:
+        """vCPUs of running and pending On-Demand Standard instances (the L-1216C47A usage)."""
+
+    async def fargate_vcpus_in_use(self, region: str) -> float:
+        """vCPUs of the running and pending Fargate tasks (the L-3032A538 usage)."""
+
+    async def limits(self, regions: Sequence[str]) -> LimitReport:
+        """Every limit `limits` shows, for these regions and the account's hosted zones."""
+
+
+@dataclass(frozen=True)
+class PollSchedule:
+    """How often a job looks again while it waits for AWS: quickly first, then less often."""
+
+    first: float = 0.2
+    factor: float = 1.5
+    longest: float = 5.0
+
+    def delays(self) -> list[float]:
+        """The first delays, up to and including the longest; the longest repeats after."""
+        delays, delay = [], self.first
+        while delay < self.longest:
+            delays.append(delay)
+            delay *= self.factor
+        delays.append(self.longest)
+        return delays
+
+
+@dataclass
+class CapacityPorts:
+    """Everything capacity commands use, registered as `services.extra["capacity"]`."""
+
+    ecs: EcsCapacityPort
+    ec2: Ec2Port
+    target_groups: TargetGroupPort
+    autoscaling: AutoScalingPort
+    databases: DatabaseCapacityPort
+    quotas: QuotaPort
+    poll: PollSchedule = PollSchedule()
