@@ -1,0 +1,250 @@
+"""What the GitHub and CI triggers share.
+
+A trigger acts as its own member (`github:acme/api`, `ci:jenkins`) through the same dispatcher
+as a person, so every guardrail applies: its roles, the lock, approval on a protected
+environment. It announces the deploy in its channels; the threads of that announcement travel
+in the trigger's origin, so the job's progress and result, and a deploy approved later by a
+human, land under it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import re
+import secrets
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from adapters.bootstrap import Bot
+from bot.config import Config, Trigger
+from bot.dispatcher import Result
+from bot.messages import Message, Tone
+from bot.model import Origin, Outcome
+from bot.notifier import Notifier
+
+log = logging.getLogger(__name__)
+
+# Who approved a deploy that a trigger's config lets through on a protected environment.
+CONFIG_APPROVAL = "trigger config"
+
+# ECR's rule for image tags; anything else could smuggle words into the command text.
+IMAGE_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+_THREADS = "threads"
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def signature_matches(secret: SecretStr | None, body: bytes, header: str | None) -> bool:
+    """`sha256=<hex HMAC-SHA256(secret, body)>`, compared in constant time."""
+    if secret is None or not header:
+        return False
+    expected = (
+        "sha256=" + hmac.new(secret.get_secret_value().encode(), body, hashlib.sha256).hexdigest()
+    )
+    return hmac.compare_digest(expected.encode(), header.strip().encode())
+
+
+def json_error(status: int, error: str, **details: Any) -> web.Response:
+    return web.json_response({"error": error, **details}, status=status)
+
+
+async def read_body(request: web.Request) -> bytes | web.Response:
+    """The raw body (signatures cover its exact bytes), or a JSON error for one too large."""
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge as error:
+        return json_error(413, f"body too large: {error.text}")
+
+
+def validation_problem(error: ValidationError) -> str:
+    """The first problem of a request body, with its key path: `release.tag_name: Field required`."""
+    first = error.errors()[0]
+    path = ".".join(str(part) for part in first["loc"]) or "(body)"
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return f"{path}: {message}"
+
+
+def parse_json_body(body: bytes, model: type[ModelT]) -> ModelT | web.Response:
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        return json_error(400, f"the body is not JSON: {error}")
+    if not isinstance(data, dict):
+        return json_error(400, "the body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        return json_error(400, validation_problem(error))
+
+
+WebhookHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def guarded(handler: WebhookHandler) -> WebhookHandler:
+    """A webhook answers JSON whatever happens: a bug becomes a logged 500 with an id."""
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except Exception:
+            error_id = secrets.token_hex(4)
+            log.exception("internal error %s on %s", error_id, request.path)
+            return json_error(500, f"internal error {error_id} (details are in the logs)")
+
+    return answer
+
+
+def threads_of(origin: Origin) -> list[Origin]:
+    raw = origin.extra.get(_THREADS)
+    if not raw:
+        return []
+    return [Origin.model_validate(item) for item in json.loads(raw)]
+
+
+def trigger_origin(member: str, threads: Iterable[Origin]) -> Origin:
+    """A trigger as the member who typed the command, in its own channel (its member id)."""
+    source = member.split(":", 1)[0]
+    dumped = json.dumps([t.model_dump(mode="json") for t in threads])
+    return Origin(adapter=source, channel=member, member=member, extra={_THREADS: dumped})
+
+
+class TriggerChannels:
+    """The chat port for a trigger's origin: whatever is said to the trigger goes to the
+    threads its announcement started in the trigger's channels (Slack, Typetalk or both)."""
+
+    def __init__(self, name: str, notifier: Notifier, config: Config) -> None:
+        self.name = name
+        self._notifier = notifier
+        self._config = config
+
+    async def reply(self, origin: Origin, message: Message) -> None:
+        await asyncio.gather(*(self._notifier.reply(t, message) for t in threads_of(origin)))
+
+    async def start_thread(self, origin: Origin, message: Message) -> Origin:
+        await self.reply(origin, message)
+        return origin
+
+    async def announce(self, channel: str, message: Message) -> Origin:
+        """`channel` is a trigger's own (`ci:jenkins`): say it in all that trigger's channels."""
+        triggers = [t for t in self._config.triggers if t.member == channel]
+        if not triggers:
+            raise ValueError(f"no trigger acts as {channel}")
+        channels = list(dict.fromkeys(c for t in triggers for c in t.channels))
+        threads = await announce_in(self._notifier, channels, message)
+        return trigger_origin(channel, threads)
+
+
+async def announce_in(notifier: Notifier, channels: list[str], message: Message) -> list[Origin]:
+    announced = await asyncio.gather(*(notifier.announce(c, message) for c in channels))
+    return [thread for thread in announced if thread is not None]
+
+
+def register_channels(bot: Bot, name: str) -> None:
+    """Answers to the `name` triggers (`github`, `ci`) go to their channels."""
+    notifier = bot.services.chat
+    if notifier.adapter_for(name) is None:
+        notifier.register(TriggerChannels(name, notifier, bot.config))
+    for trigger in bot.config.triggers:
+        if trigger.member.startswith(f"{name}:") and not trigger.channels:
+            log.warning(
+                "trigger %s has no channels: its deploys are announced nowhere", trigger.member
+            )
+
+
+@dataclass(frozen=True)
+class TriggerDeploy:
+    """A deploy a trigger asks for, and what to say about where it came from."""
+
+    trigger: Trigger
+    version: str
+    headline: str  # "acme/api: release v2 published"
+    link: str | None = None  # the commit, release or CI build
+
+    @property
+    def command(self) -> str:
+        target = self.trigger.deploy
+        return f"deploy {target.service} {target.env} {self.version}"
+
+
+@dataclass(frozen=True)
+class TriggerOutcome:
+    member: str
+    command: str
+    outcome: Outcome
+    message: str
+    job: int | None = None
+    request: int | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        answer: dict[str, Any] = {
+            "trigger": self.member,
+            "command": self.command,
+            "outcome": self.outcome.value,
+            "message": self.message,
+        }
+        if self.job is not None:
+            answer["job"] = self.job
+        if self.request is not None:
+            answer["request"] = self.request
+        return answer
+
+
+async def run_trigger_deploy(bot: Bot, deploy: TriggerDeploy) -> TriggerOutcome:
+    """Announce the deploy in the trigger's channels, then run it as the trigger's member."""
+    trigger = deploy.trigger
+    target = trigger.deploy
+    notifier = bot.services.chat
+    head = f"{deploy.headline}: deploy {target.service} to {target.env} at {deploy.version}"
+    if deploy.link:
+        head = f"{head}\n{deploy.link}"
+    threads = await announce_in(notifier, trigger.channels, Message(text=head, tone=Tone.INFO))
+    origin = trigger_origin(trigger.member, threads)
+    approved_by = CONFIG_APPROVAL if trigger.approved else None
+    result = await bot.dispatcher.handle(origin, deploy.command, approved_by=approved_by)
+    # A started job announces itself in the threads; anything else is said here.
+    if result.outcome is not Outcome.STARTED:
+        for message in result.messages:
+            await notifier.reply(origin, message)
+    outcome = _outcome(bot, trigger, deploy.command, result)
+    log.info(
+        "%s: `%s` -> %s%s",
+        trigger.member,
+        deploy.command,
+        outcome.outcome.value,
+        f" (job {outcome.job})" if outcome.job is not None else "",
+    )
+    return outcome
+
+
+def _outcome(bot: Bot, trigger: Trigger, command: str, result: Result) -> TriggerOutcome:
+    return TriggerOutcome(
+        member=trigger.member,
+        command=command,
+        outcome=result.outcome,
+        message=bot.services.redactor.text(result.text),
+        job=result.job.id if result.job is not None else None,
+        request=result.request.id if result.request is not None else None,
+    )
+
+
+# How a CI caller learns what happened: a pipeline fails on anything but 2xx.
+HTTP_STATUS = {
+    Outcome.OK: 200,
+    Outcome.STARTED: 202,
+    Outcome.PENDING: 202,
+    Outcome.REFUSED: 409,
+    Outcome.USAGE: 400,
+    Outcome.FAILED: 502,
+    Outcome.ERROR: 500,
+}
