@@ -7,6 +7,8 @@
   same architecture.
 - Instances start `pending` and stop through `stopping`; the transition completes
   `timing.instance_transition` seconds later, evaluated whenever the state is read.
+- A region's EC2 backend leaves out the ~1,300 ECS-optimized images moto would load:
+  nothing here runs ECS on EC2, and loading them made every sandbox reset slower.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from typing import Any
 
 from moto.ec2.exceptions import EC2ClientError
 from moto.ec2.models import EC2Backend
+from moto.ec2.models import amis as amis_module
 from moto.ec2.models.instance_types import INSTANCE_TYPES
 from moto.ec2.models.instances import Instance
 
-from adapters.sandbox.extensions import service_quotas
+from adapters.sandbox.extensions import model_state, service_quotas
 from adapters.sandbox.extensions.patching import patch
 from adapters.sandbox.extensions.runtime import Runtime
 
@@ -43,7 +46,9 @@ class VcpuLimitExceededError(EC2ClientError):
 
 class AddressLimitExceededError(EC2ClientError):
     def __init__(self) -> None:
-        super().__init__("AddressLimitExceeded", "The maximum number of addresses has been reached.")
+        super().__init__(
+            "AddressLimitExceeded", "The maximum number of addresses has been reached."
+        )
 
 
 class UnknownInstanceTypeError(EC2ClientError):
@@ -94,42 +99,57 @@ def standard_vcpus_in_use(backend: EC2Backend) -> int:
 
 
 def _settle(runtime: Runtime, instance: Instance) -> None:
-    transition: tuple[float, str] | None = instance.__dict__.get("kajitori_transition")
-    if transition is None:
+    transition: tuple[float, str] | None = model_state.get(instance, "transition", None)
+    if transition is None or runtime.now() < transition[0]:
         return
-    at, target = transition
-    if runtime.now() < at:
-        return
-    instance.kajitori_transition = None
-    instance._state.name = target
-    instance._state.code = _STATE_CODES[target]
-    if target == "running":
-        instance.kajitori_running_since = at
+    model_state.put(instance, "transition", None)
+    instance._state.name = transition[1]
+    instance._state.code = _STATE_CODES[transition[1]]
 
 
 def _begin_transition(runtime: Runtime, instance: Instance, through: str, target: str) -> None:
     delay = runtime.delay(runtime.timing.instance_transition)
     at = runtime.now() + delay
+    if target == "running":
+        # Load balancer health checks can only pass once the instance runs.
+        model_state.put(
+            instance,
+            "health_checks_pass_at",
+            at + runtime.delay(runtime.timing.target_health_check),
+        )
     if delay <= 0:
+        model_state.put(instance, "transition", None)
         instance._state.name = target
         instance._state.code = _STATE_CODES[target]
-        instance.kajitori_transition = None
-        if target == "running":
-            instance.kajitori_running_since = at
         return
+    model_state.put(instance, "transition", (at, target))
     instance._state.name = through
     instance._state.code = _STATE_CODES[through]
-    instance.kajitori_transition = (at, target)
 
 
-def running_since(runtime: Runtime, instance: Instance) -> float:
-    """When the instance last became `running` (0 for instances moto launched directly)."""
+def health_checks_pass_at(runtime: Runtime, instance: Instance) -> float:
+    """The earliest time at which a load balancer can see this instance healthy."""
     _settle(runtime, instance)
-    since: float = instance.__dict__.get("kajitori_running_since", 0.0)
-    return since
+    return model_state.get(instance, "health_checks_pass_at", 0.0)
+
+
+def _skip_ecs_optimized_images() -> None:
+    namespace = vars(amis_module)
+    original = namespace["load_resource"]
+    if original.__name__ == "load_resource_without_ecs_images":
+        return
+
+    def load_resource_without_ecs_images(path: str, *args: Any, **kwargs: Any) -> Any:
+        if path.startswith("ec2/resources/ecs/optimized_amis/"):
+            return []
+        return original(path, *args, **kwargs)
+
+    namespace["load_resource"] = load_resource_without_ecs_images
 
 
 def install(runtime: Runtime) -> None:
+    _skip_ecs_optimized_images()
+
     def settled_property(original: property) -> property:
         def read(self: Instance) -> Any:
             _settle(runtime, self)
@@ -172,7 +192,7 @@ def install(runtime: Runtime) -> None:
     def wrap_terminate(original: Any) -> Any:
         def terminate(self: Instance) -> Any:
             _settle(runtime, self)
-            self.kajitori_transition = None
+            model_state.put(self, "transition", None)
             return original(self)
 
         return terminate

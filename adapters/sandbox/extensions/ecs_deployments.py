@@ -22,10 +22,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from moto.core.responses import ActionResult
-from moto.ec2 import ec2_backends
+from moto.ec2.models import ec2_backends
+from moto.ec2.models.elastic_network_interfaces import NetworkInterface
 from moto.ecs.models import (
     EC2ContainerServiceBackend,
     Service,
@@ -36,7 +37,8 @@ from moto.ecs.models import (
 from moto.ecs.responses import EC2ContainerServiceResponse
 from moto.moto_api._internal import mock_random
 
-from adapters.sandbox.extensions.patching import patch
+from adapters.sandbox.extensions import model_state
+from adapters.sandbox.extensions.patching import add, patch
 from adapters.sandbox.extensions.runtime import Runtime
 
 BROKEN_IMAGE_SUFFIX = ":broken"
@@ -82,17 +84,35 @@ class Deployment:
     failed_tasks: int = 0
 
 
-class ServiceTask(Task):  # type: ignore[misc]
+class ServiceTask(Task):
     """A task started by a service's scheduler.
 
     moto's Task walks its status through a state machine each time it is described; a
-    service task's status is set by the scheduler alone.
+    service task's status is set by the scheduler alone. The annotated attributes are
+    Task fields of the API that moto's Task does not have.
     """
+
+    service: Service
+    health_status: str
+    created_at: datetime
+    started_at: datetime | None
+    stopping_at: datetime | None
+    stopped_at: datetime | None
+    execution_stopped_at: datetime | None
+    pull_started_at: datetime | None
+    pull_stopped_at: datetime | None
+    connectivity: str | None
+    connectivity_at: datetime | None
+    stop_code: str | None
+    cpu: str | None
+    memory: str | None
+    version: int
+    platform_family: str | None
+    availability_zone: str | None
 
     @property
     def status(self) -> str:
-        status: str = self._status
-        return status
+        return str(self._status)
 
     @status.setter
     def status(self, value: str) -> None:
@@ -115,20 +135,29 @@ class ServiceState:
 
 
 def _state(service: Service) -> ServiceState:
-    state: ServiceState | None = getattr(service, "kajitori_state", None)
-    if state is None:
-        state = ServiceState()
-        service.kajitori_state = state
-    return state
+    return model_state.get_or_create(service, "state", ServiceState)
+
+
+def _is_scheduled(service: Service) -> bool:
+    return model_state.has(service, "state")
 
 
 def _deployments(service: Service) -> list[Deployment]:
-    deployments: list[Deployment] = service.deployments
-    return deployments
+    return cast(list[Deployment], service.deployments)
+
+
+def _set_deployments(service: Service, deployments: list[Deployment]) -> None:
+    # moto types the list as dicts; the serializer reads Deployment objects the same way.
+    model_state.set_api_field(service, "deployments", deployments)
+
+
+def _configuration(service: Service) -> dict[str, Any]:
+    configuration = model_state.api_field(service, "deployment_configuration")
+    return configuration or DEFAULT_DEPLOYMENT_CONFIGURATION
 
 
 def _circuit_breaker(service: Service) -> tuple[bool, bool]:
-    breaker = (service.deployment_configuration or {}).get("deploymentCircuitBreaker") or {}
+    breaker = _configuration(service).get("deploymentCircuitBreaker") or {}
     return bool(breaker.get("enable")), bool(breaker.get("rollback"))
 
 
@@ -158,7 +187,7 @@ class Scheduler:
     def advance_all(self) -> None:
         now = self.runtime.now()
         for service in list(self.backend.services.values()):
-            if hasattr(service, "kajitori_state") and service.status == "ACTIVE":
+            if _is_scheduled(service) and service.status == "ACTIVE":
                 self.advance(service, now)
 
     def advance(self, service: Service, now: float) -> None:
@@ -180,10 +209,12 @@ class Scheduler:
     def start_service(self, service: Service, configuration: dict[str, Any] | None) -> None:
         """Give a service created by moto a real first deployment."""
         now = self.runtime.now()
-        service.deployment_configuration = _merge_configuration(None, configuration)
+        model_state.set_api_field(
+            service, "deployment_configuration", _merge_configuration(None, configuration)
+        )
+        model_state.set_api_field(service, "created_at", _timestamp(now))
         service.events = []
-        service.created_at = _timestamp(now)
-        service.deployments = []
+        _set_deployments(service, [])
         state = _state(service)
         if service.deployment_controller.get("type", "ECS") != "ECS" or not service.task_definition:
             return
@@ -202,16 +233,18 @@ class Scheduler:
         now = self.runtime.now()
         state = _state(service)
         if configuration:
-            service.deployment_configuration = _merge_configuration(
-                service.deployment_configuration, configuration
+            model_state.set_api_field(
+                service,
+                "deployment_configuration",
+                _merge_configuration(_configuration(service), configuration),
             )
         if desired_count is not None and desired_count != service.desired_count:
             service.desired_count = desired_count
             state.steady = False
             self._wake(state, now)
-        new_definition = task_definition_arn and task_definition_arn != service.task_definition
-        if new_definition or force_new_deployment:
-            self._new_deployment(service, task_definition_arn or service.task_definition, now)
+        target = task_definition_arn or service.task_definition
+        if target and (target != service.task_definition or force_new_deployment):
+            self._new_deployment(service, target, now)
             self._wake(state, now)
         primary = self._primary(service)
         if primary is not None:
@@ -231,21 +264,21 @@ class Scheduler:
         now = self.runtime.now()
         task.stop_code = "UserInitiated"
         task.stopping_at = task.stopped_at = task.execution_stopped_at = _timestamp(now)
+        task.version += 1
         for container in task.containers:
             container.last_status = "STOPPED"
-        service: Service | None = getattr(task, "kajitori_service", None)
-        if service is not None:
-            state = _state(service)
-            state.steady = False
-            self._wake(state, now)
-            self._refresh_counts(service)
+        self._release_network_interface(task)
+        state = _state(task.service)
+        state.steady = False
+        self._wake(state, now)
+        self._refresh_counts(task.service)
 
     # -- one step ---------------------------------------------------------------------
 
     def _step(self, service: Service, state: ServiceState, at: float) -> bool:
         """Play one scheduler step at time `at`; return whether more steps are needed."""
         self._finish_stopping(service, state, at)
-        self._pass_health_checks(state, at)
+        self._pass_health_checks(state)
         self._settle_pending(service, state, at)
         self._check_circuit_breaker(service, state, at)
         self._schedule(service, state, at)
@@ -259,12 +292,10 @@ class Scheduler:
             self._mark_stopped(task, at)
         if stopping:
             ids = " ".join(f"(task {t.id})" for t in stopping)
-            self._event(
-                service, at, f"has stopped {len(stopping)} running tasks: {ids}."
-            )
+            self._event(service, at, f"has stopped {len(stopping)} running tasks: {ids}.")
         self._forget_old_stopped_tasks(state)
 
-    def _pass_health_checks(self, state: ServiceState, at: float) -> None:
+    def _pass_health_checks(self, state: ServiceState) -> None:
         for task in state.tasks:
             if task.last_status == "RUNNING" and task.health_status == "UNKNOWN":
                 task.health_status = "HEALTHY"
@@ -323,7 +354,7 @@ class Scheduler:
         primary = self._primary(service)
         if primary is None or primary.rollout_state == "FAILED":
             return
-        config = service.deployment_configuration or DEFAULT_DEPLOYMENT_CONFIGURATION
+        config = _configuration(service)
         desired = int(service.desired_count)
         maximum = math.floor(desired * int(config.get("maximumPercent", 200)) / 100)
         minimum_healthy = math.ceil(desired * int(config.get("minimumHealthyPercent", 100)) / 100)
@@ -381,16 +412,14 @@ class Scheduler:
             and t.health_status == "HEALTHY"
             and t.desired_status == "RUNNING"
         )
-        unsettled = any(
-            t.last_status in ("PENDING", "DEACTIVATING") for t in primary_tasks
-        )
+        unsettled = any(t.last_status in ("PENDING", "DEACTIVATING") for t in primary_tasks)
         if others_left or unsettled or healthy != service.desired_count:
             return
         if primary.rollout_state == "IN_PROGRESS":
             primary.rollout_state = "COMPLETED"
             primary.rollout_state_reason = f"ECS deployment {primary.id} completed."
             primary.updated_at = _timestamp(at)
-            service.deployments = [primary]
+            _set_deployments(service, [primary])
             state.last_completed = (primary.id, primary.task_definition)
             self._event(service, at, f"(deployment {primary.id}) deployment completed.")
         if not state.steady:
@@ -453,7 +482,7 @@ class Scheduler:
         for older in _deployments(service):
             older.status = "ACTIVE"
             older.updated_at = _timestamp(at)
-        service.deployments = [deployment, *_deployments(service)]
+        _set_deployments(service, [deployment, *_deployments(service)])
         service.task_definition = task_definition_arn
         _state(service).steady = False
         return deployment
@@ -473,17 +502,21 @@ class Scheduler:
             networking_configuration=service.network_configuration or None,
             platform_version=deployment.platform_version,
         )
-        task.kajitori_service = service
+        task.service = service
         task.last_status = "PENDING"
         task.desired_status = "RUNNING"
         task.health_status = "UNKNOWN"
         task.created_at = _timestamp(at)
+        task.started_at = task.stopping_at = task.stopped_at = task.execution_stopped_at = None
+        task.pull_started_at = task.pull_stopped_at = task.connectivity_at = None
+        task.connectivity = None
+        task.stop_code = None
+        model_state.set_api_field(task, "stopped_reason", None)  # moto's default is ""
         task.cpu = definition.cpu
         task.memory = definition.memory
         task.version = 1
         task.platform_family = deployment.platform_family
         task.availability_zone = self._availability_zone(service)
-        task.stop_code = None
         for container in task.containers:
             container.health_status = "UNKNOWN"
         self.backend.tasks.setdefault(cluster.name, {})[task.task_arn] = task
@@ -491,8 +524,8 @@ class Scheduler:
         return task
 
     def _availability_zone(self, service: Service) -> str | None:
-        subnets = (service.network_configuration or {}).get("awsvpcConfiguration", {}).get(
-            "subnets"
+        subnets = (
+            (service.network_configuration or {}).get("awsvpcConfiguration", {}).get("subnets")
         )
         if not subnets:
             return None
@@ -539,7 +572,7 @@ class Scheduler:
 
     def _release_network_interface(self, task: ServiceTask) -> None:
         ec2 = ec2_backends[self.backend.account_id][self.backend.region_name]
-        for attachment in task.attachments:
+        for attachment in cast(list[dict[str, Any]], task.attachments):
             details = {d["name"]: d["value"] for d in attachment.get("details", [])}
             eni_id = details.get("networkInterfaceId")
             if eni_id and eni_id in ec2.enis:
@@ -578,7 +611,9 @@ def _merge_configuration(
 ) -> dict[str, Any]:
     merged: dict[str, Any] = {
         **DEFAULT_DEPLOYMENT_CONFIGURATION,
-        "deploymentCircuitBreaker": dict(DEFAULT_DEPLOYMENT_CONFIGURATION["deploymentCircuitBreaker"]),
+        "deploymentCircuitBreaker": dict(
+            DEFAULT_DEPLOYMENT_CONFIGURATION["deploymentCircuitBreaker"]
+        ),
     }
     for source in (current or {}, update or {}):
         for key, value in source.items():
@@ -602,7 +637,7 @@ def settle(runtime: Runtime, account_id: str, region: str) -> None:
             if all(
                 _state(s).next_step_at is None
                 for s in scheduler.backend.services.values()
-                if hasattr(s, "kajitori_state")
+                if _is_scheduled(s)
             ):
                 return
 
@@ -642,7 +677,7 @@ def install(runtime: Runtime) -> None:
         for name, value in properties.items():
             if value is not None:
                 setattr(service, name, value)
-        if not hasattr(service, "kajitori_state"):
+        if not _is_scheduled(service):
             Scheduler(runtime, self).start_service(service, None)
         Scheduler(runtime, self).update_service(
             service,
@@ -657,8 +692,8 @@ def install(runtime: Runtime) -> None:
         def delete_service(
             self: EC2ContainerServiceBackend, cluster_name: str, service_name: str, force: bool
         ) -> Service:
-            service = original(self, cluster_name, service_name, force)
-            if hasattr(service, "kajitori_state"):
+            service: Service = original(self, cluster_name, service_name, force)
+            if _is_scheduled(service):
                 deployments = _deployments(service)
                 reason = (
                     f"Scaling activity initiated by (deployment {deployments[0].id})"
@@ -674,7 +709,7 @@ def install(runtime: Runtime) -> None:
         def stop_task(
             self: EC2ContainerServiceBackend, cluster_str: str, task_str: str, reason: str
         ) -> Task:
-            task = original(self, cluster_str, task_str, reason)
+            task: Task = original(self, cluster_str, task_str, reason)
             if isinstance(task, ServiceTask):
                 Scheduler(runtime, self).task_stopped_by_user(task)
             return task
@@ -696,6 +731,9 @@ def install(runtime: Runtime) -> None:
             tasks = [t for t in tasks if t.group == group]
         return ActionResult({"taskArns": [t.task_arn for t in tasks]})
 
+    # moto's awsvpc tasks read the ENI's private DNS name, which moto only sets in VPCs
+    # with DNS hostnames enabled.
+    add(NetworkInterface, "private_dns_name", None)
     patch(EC2ContainerServiceResponse, "call_action", wrap_call_action)
     patch(EC2ContainerServiceResponse, "create_service", wrap_create_service)
     patch(EC2ContainerServiceResponse, "list_tasks", lambda _original: list_tasks)

@@ -18,6 +18,7 @@ from moto.servicequotas.models import ServiceQuotasBackend, servicequotas_backen
 from moto.servicequotas.resources.default_quotas.vpc import VPC_DEFAULT_QUOTAS
 from moto.servicequotas.responses import ServiceQuotasResponse
 
+from adapters.sandbox.extensions import model_state
 from adapters.sandbox.extensions.patching import add, patch
 
 EC2_STANDARD_VCPUS = "L-1216C47A"
@@ -68,7 +69,11 @@ QUOTAS: tuple[QuotaDefinition, ...] = (
     QuotaDefinition("ec2", EC2_ELASTIC_IPS, "EC2-VPC Elastic IPs", 5.0),
     *(
         QuotaDefinition(
-            "vpc", q["QuotaCode"], q["QuotaName"], float(q["Value"]), bool(q["Adjustable"])
+            "vpc",
+            str(q["QuotaCode"]),
+            str(q["QuotaName"]),
+            float(str(q["Value"])),
+            bool(q["Adjustable"]),
         )
         for q in VPC_DEFAULT_QUOTAS
     ),
@@ -111,10 +116,7 @@ def _definition(service_code: str, quota_code: str) -> QuotaDefinition:
 
 
 def _applied(backend: ServiceQuotasBackend) -> dict[tuple[str, str], float]:
-    applied: dict[tuple[str, str], float] | None = getattr(backend, "_kajitori_applied", None)
-    if applied is None:
-        applied = {}
-        backend._kajitori_applied = applied
+    applied: dict[tuple[str, str], float] = model_state.get_or_create(backend, "applied", dict)
     return applied
 
 
