@@ -17,6 +17,11 @@ _PATTERNS = [
     re.compile(r"gh[pousr]_[A-Za-z0-9]{20,}"),  # GitHub tokens
     re.compile(r"(?i)(identified\s+by\s+)('[^']*'|\"[^\"]*\")"),
     re.compile(r"(?i)\b(password|passwd|pwd|secret|token|api[_-]?key)(\s*[=:]\s*)([^\s,;&\"']+)"),
+    # JSON and Python reprs: "password": "..." / 'SecretString': '...'
+    re.compile(
+        r"(?i)([\"'](?:password|passwd|secret|secretstring|token|api[_-]?key)[\"']\s*:\s*)"
+        r"(\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*')"
+    ),
     # mysql -pSECRET, as an option only: not the `-production` of `api-production:3`
     re.compile(r"(?i)(?<![\w-])(-p)(\S{4,})"),
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),

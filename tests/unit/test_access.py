@@ -56,3 +56,15 @@ def test_redaction_removes_known_and_shaped_secrets() -> None:
     ):
         assert secret not in text
     assert "password=[redacted]" in text
+
+
+def test_redaction_masks_secrets_inside_json_and_reprs() -> None:
+    redactor = Redactor()
+    text = redactor.text(
+        '{"username": "admin", "password": "p@ss\\"w0rd!"} '
+        "{'SecretString': '{\"password\": \"abc\"}', 'Name': 'kajitori/main/admin'}"
+    )
+    assert "p@ss" not in text and "w0rd" not in text and "abc" not in text
+    assert '"username": "admin"' in text and "kajitori/main/admin" in text
+    assert redactor.text("api-production:3 rolled out") == "api-production:3 rolled out"
+

@@ -1,0 +1,136 @@
+"""`sql DATABASE ENV ...` against a real MariaDB behind a real sshd bastion."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+from adapters.bootstrap import Bot
+from adapters.tunnel.queries import TunnelReadQueries
+from bot.errors import OperationFailed
+from bot.model import Origin, Outcome
+from bot.ports.database import database_target
+from tests.db.conftest import startup_sweep
+from tests.db.servers import MariaDbServer, SshBastion
+
+DAVE = Origin(adapter="local", channel="local", member="local:dave")
+CAROL = Origin(adapter="local", channel="local", member="local:carol")
+
+
+def queries_of(bot: Bot) -> TunnelReadQueries:
+    port = bot.services.extra["sql"]
+    assert isinstance(port, TunnelReadQueries)
+    return port
+
+
+async def test_a_select_answers_with_a_table(
+    bot: Bot, mariadb: MariaDbServer, bastion: SshBastion
+) -> None:
+    await startup_sweep(bot)
+    connections, logins = mariadb.connections_made(), bastion.accepted_logins()
+    result = await bot.dispatcher.handle(
+        DAVE,
+        "sql main staging SELECT id, customer, amount, note FROM orders WHERE id <= 3 ORDER BY id",
+    )
+    assert result.outcome is Outcome.OK, result.text
+    [message] = result.messages
+    assert message.text.startswith("SELECT on main/staging: 3 rows in ")
+    assert message.table is not None
+    assert message.table.columns == ["id", "customer", "amount", "note"]
+    assert message.table.rows == [
+        ["1", "customer-1", "12.50", "NULL"],
+        ["2", "customer-2", "25.00", "NULL"],
+        ["3", "customer-3", "37.50", "line one line two"],
+    ]
+    assert message.attachment is None
+    # It went through the bastion to the database (what the refusals below never do).
+    assert mariadb.connections_made() > connections
+    assert bastion.accepted_logins() > logins
+    await queries_of(bot).settled()
+    assert mariadb.kajitori_users() == []
+
+
+async def test_show_explain_and_describe_are_reads(bot: Bot) -> None:
+    shown = await bot.dispatcher.handle(DAVE, "sql main production SHOW TABLES")
+    assert shown.outcome is Outcome.OK, shown.text
+    assert shown.messages[0].table is not None
+    assert ["orders"] in shown.messages[0].table.rows
+    described = await bot.dispatcher.handle(DAVE, "sql main production DESCRIBE orders")
+    assert described.outcome is Outcome.OK, described.text
+    explained = await bot.dispatcher.handle(
+        DAVE, "sql main production EXPLAIN SELECT * FROM orders WHERE id = 1"
+    )
+    assert explained.outcome is Outcome.OK, explained.text
+    assert explained.messages[0].text.startswith("EXPLAIN on main/production")
+
+
+@pytest.mark.parametrize(
+    ("statement", "says"),
+    [
+        ("INSERT INTO orders VALUES (99, 'x', 1, NULL)", "this is INSERT"),
+        ("UPDATE orders SET amount = 0", "this is UPDATE"),
+        ("CREATE TABLE copy AS SELECT * FROM orders", "this is CREATE"),
+        ("SELECT 1; DROP TABLE orders", "one statement at a time"),
+        ("SELECT * FROM orders INTO OUTFILE '/tmp/orders.csv'", "INTO OUTFILE"),
+        ("SELECT * FROM orders FOR UPDATE", "locking reads"),
+        ("SELECT 1 /*! ; DELETE FROM orders */", "executable comments"),
+    ],
+)
+async def test_a_statement_that_is_not_one_read_is_refused_before_anything_connects(
+    bot: Bot, mariadb: MariaDbServer, bastion: SshBastion, statement: str, says: str
+) -> None:
+    await startup_sweep(bot)
+    connections, logins = mariadb.connections_made(), bastion.accepted_logins()
+    result = await bot.dispatcher.handle(DAVE, f"sql main staging {statement}")
+    assert result.outcome is Outcome.REFUSED
+    assert says in result.text
+    assert mariadb.connections_made() == connections
+    assert bastion.accepted_logins() == logins
+
+
+async def test_a_large_result_is_cut_at_the_row_limit_and_attached_as_csv(bot: Bot) -> None:
+    result = await bot.dispatcher.handle(
+        DAVE, "sql main staging SELECT id, kind FROM events ORDER BY id"
+    )
+    assert result.outcome is Outcome.OK, result.text
+    [message] = result.messages
+    assert message.text.startswith("SELECT on main/staging: 200+ rows")
+    assert message.table is not None and message.table.note is not None
+    assert len(message.table.rows) == 20
+    assert "showing 20 of 200 rows" in message.table.note
+    assert "row limit of 200" in message.table.note
+    assert message.attachment is not None
+    rows = list(csv.reader(io.StringIO(message.attachment.content)))
+    assert rows[0] == ["id", "kind"]
+    assert rows[1:] == [[str(i), ("signup", "login", "purchase")[i % 3]] for i in range(1, 201)]
+
+
+async def test_the_statement_timeout_stops_a_long_query(bot: Bot, mariadb: MariaDbServer) -> None:
+    # Staging's statement timeout is 1s; a four-way join of 250 rows runs far longer.
+    result = await bot.dispatcher.handle(
+        DAVE, "sql main staging SELECT COUNT(*) FROM events a, events b, events c, events d"
+    )
+    assert result.outcome is Outcome.FAILED
+    assert "statement timeout" in result.text
+    await queries_of(bot).settled()
+    assert mariadb.kajitori_users() == []
+
+
+async def test_the_database_refuses_what_gets_past_the_check(bot: Bot) -> None:
+    """The temporary user, the READ ONLY transaction and the connection hold on their own."""
+    target = database_target(bot.config, "main", "production")
+    queries = queries_of(bot)
+    with pytest.raises(OperationFailed, match="1064"):
+        await queries.run(target, "SELECT 1; SELECT 2", member="local:dave")
+    with pytest.raises(OperationFailed, match="refused it"):
+        await queries.run(target, "INSERT INTO orders VALUES (99, 'x', 1, NULL)", member="test")
+    with pytest.raises(OperationFailed, match="refused it"):
+        await queries.run(target, "SELECT * FROM mysql.user", member="test")
+
+
+async def test_sql_needs_the_sql_permission(bot: Bot) -> None:
+    result = await bot.dispatcher.handle(CAROL, "sql main staging SELECT 1")
+    assert result.outcome is Outcome.REFUSED
+    assert "lacks permission sql:staging" in result.text
