@@ -26,14 +26,7 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "ap-northeast-1")
 def sandbox_server() -> Iterator[Any]:
     from adapters.sandbox import Sandbox, SandboxTiming
 
-    timing = SandboxTiming(
-        ecs_task_step=0.2,
-        target_health_check=0.3,
-        deregistration_delay=0.3,
-        instance_transition=0.1,
-        rds_modify=0.3,
-    )
-    sandbox = Sandbox(port=0, timing=timing)
+    sandbox = Sandbox(port=0, timing=SandboxTiming.fast())
     sandbox.start()
     yield sandbox
     sandbox.stop()
@@ -41,7 +34,10 @@ def sandbox_server() -> Iterator[Any]:
 
 @pytest.fixture
 def sandbox(sandbox_server: Any) -> Any:
-    """The sandbox, freshly reset to the demo seed."""
+    """The sandbox, freshly reset to the demo seed and the fast timing."""
+    from adapters.sandbox import SandboxTiming
+
+    sandbox_server.set_timing(SandboxTiming.fast())
     sandbox_server.reset()
     return sandbox_server
 

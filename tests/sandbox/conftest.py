@@ -1,31 +1,14 @@
-"""One sandbox for the whole session; every test starts from a freshly seeded world."""
+"""AWS clients for the sandbox tests (the sandbox fixtures are in tests/conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import botocore.session
 import pytest
 
-from adapters.sandbox import REGION, Sandbox, SandboxTiming
-
-FAST = SandboxTiming.fast()
-
-
-@pytest.fixture(scope="session")
-def sandbox_server() -> Iterator[Sandbox]:
-    sandbox = Sandbox(timing=FAST)
-    sandbox.start()
-    yield sandbox
-    sandbox.stop()
-
-
-@pytest.fixture
-def sandbox(sandbox_server: Sandbox) -> Sandbox:
-    sandbox_server.set_timing(FAST)
-    sandbox_server.reset()
-    return sandbox_server
+from adapters.sandbox import REGION, Sandbox
 
 
 @pytest.fixture(scope="session")

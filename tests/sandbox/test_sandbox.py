@@ -319,12 +319,15 @@ def test_services_stable_waiter_and_force_new_deployment(sandbox: Sandbox, aws: 
     assert after["taskDefinition"] == before["taskDefinition"]
 
 
-def test_rollout_at_default_timing_takes_seconds(sandbox: Sandbox, aws: Aws) -> None:
+def test_rollout_at_default_timing_is_in_progress_then_completes(
+    sandbox: Sandbox, aws: Aws
+) -> None:
     sandbox.set_timing(SandboxTiming())
     v2 = deploy(aws, "v2", env="production")
-    started = time.monotonic()
-    wait_for(lambda: is_steady_on(describe_api(aws, "production"), v2), timeout=15, interval=0.25)
-    assert 5.0 <= time.monotonic() - started <= 10.0
+    primary = describe_api(aws, "production")["deployments"][0]
+    assert primary["rolloutState"] == "IN_PROGRESS"
+    assert primary["runningCount"] == 0
+    wait_for(lambda: is_steady_on(describe_api(aws, "production"), v2), timeout=30, interval=0.25)
 
 
 # -- Service Quotas ------------------------------------------------------------------------
@@ -608,13 +611,10 @@ def test_rds_instance_class_change_waits_or_applies(sandbox: Sandbox, aws: Aws) 
 # -- reset ---------------------------------------------------------------------------------
 
 
-def test_reset_is_fast_and_restores_the_seed(sandbox: Sandbox, aws: Aws) -> None:
+def test_reset_restores_the_seed(sandbox: Sandbox, aws: Aws) -> None:
     deploy(aws, "v3")
     aws("ec2").allocate_address(Domain="vpc")
-    # CPU time of this process (client and server): wall time depends on the machine's load.
-    started = time.process_time()
     sandbox.reset()
-    assert time.process_time() - started < 1.5
     service = describe_api(aws)
     assert service["taskDefinition"].endswith(":1")
     assert len(service["deployments"]) == 1
