@@ -22,6 +22,8 @@ class Origin(BaseModel):
     member: str
     thread: str | None = None
     extra: dict[str, str] = Field(default_factory=dict)
+    # Whether the adapter can answer one member privately (an ephemeral message or a DM).
+    private_replies: bool = True
 
     def in_thread(self, thread: str | None) -> Origin:
         return self.model_copy(update={"thread": thread})

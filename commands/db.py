@@ -34,6 +34,11 @@ def mysql_command(grant: SessionGrant) -> str:
 async def db_open(ctx: Context) -> Message:
     command = ctx.command
     target = database_target(ctx.services.config, command.word("database"), command.word("env"))
+    if not ctx.origin.private_replies:
+        raise Refused(
+            f"credentials cannot be handed out privately in {ctx.origin.channel}",
+            hint="open the session from Slack (`/ops db open ...`) or `kajitori shell`",
+        )
     limit = target.config.max_session
     duration = command.duration("duration") or target.config.default_session
     capped = duration > limit

@@ -306,6 +306,7 @@ def typetalk_handler(chat: TypetalkChat, secret: SecretStr | None) -> WebhookHan
             channel=f"typetalk:topic/{delivery.topic.id}",
             member=f"typetalk:{post.account.name}",
             thread=str(post.id),
+            private_replies=False,
         )
         text = strip_mention(post.message, chat.bot_name)
         if text:

@@ -249,3 +249,17 @@ async def test_every_command_is_audited_with_secrets_redacted(core: Bot) -> None
     assert [r.outcome for r in records[:2]] == ["refused", "ok"]
     assert records[1].text == "lock api staging password=[redacted]"
     assert records[0].member == "local:dave" and records[0].channel == "local"
+
+
+async def test_db_open_is_refused_where_no_private_reply_is_possible(core: Bot) -> None:
+    typetalk = Origin(
+        adapter="typetalk",
+        channel="typetalk:topic/1",
+        member="local:dave",
+        thread="7",
+        private_replies=False,
+    )
+    result = await core.dispatcher.handle(typetalk, "db open main staging")
+    assert result.outcome is Outcome.REFUSED
+    assert "cannot be handed out privately in typetalk:topic/1" in result.text
+    assert await core.services.store.list_db_sessions() == []
