@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import secrets
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from adapters.cloud.aws import AwsClients
+from adapters.cloud.aws import AwsClients, explain_aws_failure
 from adapters.cloud.ecs import AwsEcs
+from adapters.metrics import PrometheusMetrics
 from adapters.store import open_store
 from bot.clock import Clock, SystemClock
 from bot.config import Config, Settings
@@ -33,7 +36,10 @@ log = logging.getLogger(__name__)
 # Features add their ports here: each is called once with the half-built bot and may register
 # ports in `services.extra`, background tasks, and clean-ups.
 Extension = Callable[["Bot"], Awaitable[None]]
-EXTENSIONS: list[str] = []
+EXTENSIONS: list[str] = [
+    "adapters.cloud.capacity",
+    "adapters.tunnel.extension",
+]
 
 
 @dataclass
@@ -43,6 +49,7 @@ class Bot:
     aws: AwsClients
     settings: Settings
     runner: str
+    metrics: PrometheusMetrics = field(default_factory=PrometheusMetrics)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     background: set[Any] = field(default_factory=set)
 
@@ -76,14 +83,28 @@ async def build_bot(
     clock: Clock | None = None,
     chats: list[ChatAdapter] = (),  # type: ignore[assignment]
     runner: str | None = None,
-    lock_lease: timedelta = timedelta(minutes=2),
+    lock_lease: timedelta | None = None,
     aws: AwsClients | None = None,
 ) -> Bot:
+    """`lock_lease`: the lease of running jobs (their locks get twice as long); by default
+    the config's `jobs.lease`."""
     settings = settings or Settings()
     redactor = Redactor(settings.secret_values())
     _install_log_redaction(redactor)
-    aws = aws or AwsClients(endpoint_url=settings.aws_endpoint_url)
-    store = store or await open_store(config.store, endpoint_url=aws.endpoint_url)
+    metrics = PrometheusMetrics()
+    aws = aws or AwsClients(
+        endpoint_url=settings.aws_endpoint_url,
+        retry_mode=config.aws.retry_mode,
+        max_attempts=config.aws.max_attempts,
+    )
+    aws.add_client_hook(metrics.observe_aws_client)
+    store = store or await open_store(
+        config.store,
+        endpoint_url=aws.endpoint_url,
+        client_hook=metrics.observe_aws_client,
+        retry_mode=config.aws.retry_mode,
+        max_attempts=config.aws.max_attempts,
+    )
     notifier = Notifier(redactor)
     for chat in chats:
         notifier.register(chat)
@@ -94,15 +115,26 @@ async def build_bot(
         clock=clock or SystemClock(),
         redactor=redactor,
         ecs=AwsEcs(aws),
+        metrics=metrics,
+        explain_failure=explain_aws_failure,
     )
     registry = build_registry()
     services.registry = registry
     services.locks = DeployLocks(store, services.clock)
-    runner = runner or f"{socket.gethostname()}:{id(services):x}"
-    services.jobs = JobManager(services, runner=runner, lock_lease=lock_lease)
+    # Unique per process: replicas on one host must never share a name, or one would renew
+    # (and so keep) the jobs of another that died.
+    runner = runner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    services.jobs = JobManager(services, runner=runner, lease=lock_lease or config.jobs.lease)
     dispatcher = Dispatcher(services, registry)
     services.dispatcher = dispatcher
-    bot = Bot(services=services, dispatcher=dispatcher, aws=aws, settings=settings, runner=runner)
+    bot = Bot(
+        services=services,
+        dispatcher=dispatcher,
+        aws=aws,
+        settings=settings,
+        runner=runner,
+        metrics=metrics,
+    )
     for name in EXTENSIONS:
         module = __import__(name, fromlist=["extend"])
         await module.extend(bot)

@@ -183,11 +183,18 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get("KAJITORI_LOG_LEVEL", "WARNING"),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    level = os.environ.get("KAJITORI_LOG_LEVEL", "WARNING")
+    if args.command == "serve" and os.environ.get("KAJITORI_LOG_FORMAT", "json") == "json":
+        # The server's logs go to a collector: one JSON object per line, with job ids.
+        from bot.logs import json_handler
+
+        logging.basicConfig(level=level, handlers=[json_handler(sys.stderr)])
+    else:
+        logging.basicConfig(
+            level=level,
+            format="%(asctime)s %(levelname)s %(name)s %(message)s",
+            stream=sys.stderr,
+        )
     try:
         if args.command == "check-config":
             return _check_config(args)

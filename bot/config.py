@@ -138,6 +138,22 @@ class Locks(Strict):
     lease: Duration = timedelta(hours=4)  # a manual `lock`
 
 
+class Jobs(Strict):
+    """Durable jobs: a running job's replica renews its lease (and its locks) every quarter
+    of `lease`; once a lease has run out, another replica takes the job over, looking for
+    such jobs every `takeover_interval`."""
+
+    lease: Duration = timedelta(minutes=2)
+    takeover_interval: Duration = timedelta(seconds=10)
+
+
+class AwsConfig(Strict):
+    """botocore's retries for every AWS client (the DynamoDB store's too)."""
+
+    retry_mode: Literal["standard", "adaptive"] = "standard"
+    max_attempts: int = Field(default=5, ge=1, le=20)
+
+
 class SlackConfig(Strict):
     command: str = "/ops"
 
@@ -193,6 +209,8 @@ class Config(Strict):
     access: Access = Access()
     approvals: Approvals = Approvals()
     locks: Locks = Locks()
+    jobs: Jobs = Jobs()
+    aws: AwsConfig = AwsConfig()
     triggers: list[Trigger] = Field(default_factory=list)
     quota_watch: QuotaWatch | None = None
 

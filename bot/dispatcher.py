@@ -73,19 +73,29 @@ class Dispatcher:
             result = Result(Outcome.FAILED, [Message(text=str(error), tone=Tone.FAILURE)])
         except KajitoriError as error:
             result = Result(Outcome.FAILED, [Message(text=str(error), tone=Tone.FAILURE)])
-        except Exception:
+        except Exception as error:
+            explained = self.services.explain_failure(error)
             error_id = secrets.token_hex(4)
-            log.exception("internal error %s handling a command from %s", error_id, origin.member)
-            result = Result(
-                Outcome.ERROR,
-                [
-                    Message(
-                        text=f"internal error {error_id} (details are in the logs)",
-                        tone=Tone.FAILURE,
-                    )
-                ],
-            )
+            if explained is not None:
+                log.warning("%s (%s, from %s)", explained, error_id, origin.member, exc_info=True)
+                result = Result(Outcome.FAILED, [Message(text=explained, tone=Tone.FAILURE)])
+            else:
+                log.exception(
+                    "internal error %s handling a command from %s", error_id, origin.member
+                )
+                result = Result(
+                    Outcome.ERROR,
+                    [
+                        Message(
+                            text=f"internal error {error_id} (details are in the logs)",
+                            tone=Tone.FAILURE,
+                        )
+                    ],
+                )
         result.command = command
+        self.services.metrics.command_handled(
+            command.spec.name if command else "unknown", result.outcome.value
+        )
         await self._audit(origin, text, result)
         return result
 

@@ -59,6 +59,9 @@ class Plan:
     checks: list[str] = field(default_factory=list)
     # Durable state the job starts with (for takeover by another replica).
     state: dict[str, Any] = field(default_factory=dict)
+    # The `RESUMERS` entry of a command module that can take the job over when its replica
+    # stops; without one, the job is marked interrupted instead.
+    kind: str = ""
 
 
 Handler = Callable[[Context], Awaitable[Any]]  # returns Message, Plan or StartedJob

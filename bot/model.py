@@ -78,6 +78,12 @@ class JobRecord(BaseModel):
     lease_expires: datetime | None = None
     # What the job has done so far, step by step, so another replica can resume it.
     state: dict[str, Any] = Field(default_factory=dict)
+    # Which resumer may take the job over (the plan's kind); empty: it is marked interrupted.
+    kind: str = ""
+    # When the job times out, kept across a takeover.
+    deadline: datetime | None = None
+    # The locks it holds, with their tokens, so that a replica taking over renews them.
+    locks: list[LockRecord] = Field(default_factory=list)
 
 
 class LockRecord(BaseModel):

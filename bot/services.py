@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +11,7 @@ from bot.clock import Clock
 from bot.config import Config
 from bot.notifier import Notifier
 from bot.ports.ecs import EcsPort
+from bot.ports.metrics import Metrics, NoMetrics
 from bot.ports.store import Store
 from bot.redaction import Redactor
 
@@ -18,6 +20,10 @@ if TYPE_CHECKING:
     from bot.jobs import JobManager
     from bot.locks import DeployLocks
     from bot.spec import Registry
+
+
+def _unexplained(_error: BaseException) -> str | None:
+    return None
 
 
 @dataclass
@@ -30,6 +36,10 @@ class Services:
     ecs: EcsPort
     # Ports added by later features (capacity, quotas, databases, ...), by name.
     extra: dict[str, Any] = field(default_factory=dict)
+    metrics: Metrics = field(default_factory=NoMetrics)
+    # Says what went wrong when an unexpected error is one a person can understand (AWS
+    # still throttling after every retry); None leaves it an internal error.
+    explain_failure: Callable[[BaseException], str | None] = _unexplained
     # Set by the Bot once built.
     jobs: JobManager | None = None
     locks: DeployLocks | None = None

@@ -17,7 +17,7 @@ from bot.errors import UsageError
 from bot.grammar import FLAGS, CountChange, Token, parse_count, parse_duration, tokenize
 
 if TYPE_CHECKING:
-    from bot.invocation import Handler
+    from bot.invocation import Handler, JobBody
 
 
 class ArgKind(StrEnum):
@@ -99,6 +99,8 @@ class ParsedCommand:
 @dataclass
 class Registry:
     specs: list[CommandSpec] = field(default_factory=list)
+    # By a plan's kind: what takes a job over when the replica running it stopped.
+    resumers: dict[str, JobBody] = field(default_factory=dict)
 
     def add(self, spec: CommandSpec) -> None:
         if any(s.name == spec.name for s in self.specs):

@@ -22,4 +22,9 @@ def build_registry() -> Registry:
     registry = Registry()
     for spec in all_specs():
         registry.add(spec)
+    # A module that can resume its jobs on another replica declares `RESUMERS` by plan kind.
+    for module_info in pkgutil.iter_modules(__path__):
+        if not module_info.name.startswith("_"):
+            module = importlib.import_module(f"{__name__}.{module_info.name}")
+            registry.resumers.update(getattr(module, "RESUMERS", {}))
     return registry

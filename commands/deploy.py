@@ -20,7 +20,7 @@ from bot.config import EcsTarget
 from bot.errors import KajitoriError, OperationFailed, Refused
 from bot.grammar import format_duration
 from bot.invocation import Context, LockKey, Plan
-from bot.jobs import JobContext
+from bot.jobs import JobContext, JobInterrupted
 from bot.messages import Message, Tone
 from bot.model import DeployRecord
 from bot.ports.ecs import (
@@ -175,7 +175,14 @@ async def deploy(ctx: Context) -> Plan:
         locks=[service.lock],
         timeout=service.timeout + JOB_DEADLINE_MARGIN,
         checks=checks,
-        state={"kind": "deploy", "version": version, "image": new_image},
+        state={
+            "kind": "deploy",
+            "service": service.name,
+            "env": service.env,
+            "version": version,
+            "image": new_image,
+        },
+        kind="deploy",
     )
 
 
@@ -316,7 +323,14 @@ async def rollback(ctx: Context) -> Plan:
         destructive=True,
         timeout=service.timeout + JOB_DEADLINE_MARGIN,
         checks=checks,
-        state={"kind": "rollback", "version": known.version, "task_definition": definition.arn},
+        state={
+            "kind": "rollback",
+            "service": service.name,
+            "env": service.env,
+            "version": known.version,
+            "task_definition": definition.arn,
+        },
+        kind="rollback",
     )
 
 
@@ -336,47 +350,38 @@ class RolloutJob:
     timing: RolloutTiming
 
     async def run(self, job: JobContext) -> Message:
+        """Each step is recorded in the job's state before the next, so that a replica taking
+        the job over (`resume_rollout`) goes on watching and never changes anything again."""
         services = job.services
         store = services.store
         ecs = services.ecs
         service = self.service
-        state = await ecs.describe_service(service.region, service.target)
-        record = DeployRecord(
-            id=await store.next_id("deploy"),
-            service=service.name,
-            env=service.env,
-            version=self.version,
-            task_definition=self.task_definition or "",
-            previous_version=state.image_tag,
-            previous_task_definition=state.task_definition,
-            triggered_by=job.member,
-            kind=self.kind,
-            job_id=job.id,
-            started_at=services.clock.now(),
-            detail=f"approved by {self.approved_by}" if self.approved_by else "",
-        )
+        if job.resumed_from is not None:
+            record = await self._recorded(job)
+        else:
+            state = await ecs.describe_service(service.region, service.target)
+            record = DeployRecord(
+                id=await store.next_id("deploy"),
+                service=service.name,
+                env=service.env,
+                version=self.version,
+                task_definition=self.task_definition or "",
+                previous_version=state.image_tag,
+                previous_task_definition=state.task_definition,
+                triggered_by=job.member,
+                kind=self.kind,
+                job_id=job.id,
+                started_at=services.clock.now(),
+                detail=f"approved by {self.approved_by}" if self.approved_by else "",
+            )
         watcher: RolloutWatcher | None = None
         try:
-            await store.put_deploy(record)
-            task_definition = self.task_definition
-            if task_definition is None:
-                task_definition = await ecs.register_image_revision(
-                    service.region, state.task_definition, service.target.container, self.image
-                )
-                record.task_definition = task_definition
+            if job.resumed_from is None:
                 await store.put_deploy(record)
-                await job.progress(
-                    f"registered {task_definition_name(task_definition)} "
-                    f"({_short_image(self.image)})"
-                )
-            deployment_id = await ecs.update_service(
-                service.region, service.target, task_definition
-            )
-            await job.save_state(task_definition=task_definition, deployment=deployment_id)
-            await job.progress(
-                f"ECS deployment {deployment_id} started: {state.revision} → "
-                f"{task_definition_name(task_definition)}, {state.desired} tasks"
-            )
+                await job.save_state(deploy_record=record.id)
+                deployment_id = await self._change(job, record, state)
+            else:
+                deployment_id = await self._resume_point(job, record)
             watcher = RolloutWatcher(
                 ecs,
                 service.region,
@@ -410,6 +415,10 @@ class RolloutJob:
                 where = f": {watcher.status_line()}" if watcher is not None else ""
                 record.detail = _join(record.detail, f"cancelled{where}")
             raise
+        except JobInterrupted as error:
+            record.outcome = "interrupted"
+            record.detail = _join(record.detail, error.message.splitlines()[0])
+            raise
         except KajitoriError as error:
             if record.outcome == "running":
                 record.outcome = "failed"
@@ -420,11 +429,89 @@ class RolloutJob:
             record.detail = _join(record.detail, "internal error")
             raise
         finally:
-            record.ended_at = services.clock.now()
-            record.detail = services.redactor.text(record.detail)[:500]
-            # The record must reach the store even while this job is being cancelled.
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(store.put_deploy(record))
+            # A job handed over goes on elsewhere: the record is the next runner's to end.
+            if not job.handed_over:
+                record.ended_at = services.clock.now()
+                record.detail = services.redactor.text(record.detail)[:500]
+                # The record must reach the store even while this job is being cancelled.
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(store.put_deploy(record))
+
+    async def _change(self, job: JobContext, record: DeployRecord, state: EcsServiceState) -> str:
+        """Register the revision (a deploy) and point the service at it; the deployment id."""
+        services = job.services
+        store = services.store
+        ecs = services.ecs
+        service = self.service
+        task_definition = self.task_definition
+        if task_definition is None:
+            task_definition = await ecs.register_image_revision(
+                service.region, state.task_definition, service.target.container, self.image
+            )
+            record.task_definition = task_definition
+            await store.put_deploy(record)
+            await job.save_state(task_definition=task_definition)
+            await job.progress(
+                f"registered {task_definition_name(task_definition)} ({_short_image(self.image)})"
+            )
+        # Written just before the service changes: a replica taking over then looks at the
+        # service to learn whether it changed. The write also fails when this replica has
+        # lost the job, so a runner that stalled past its lease changes nothing.
+        await job.save_state(updating=True)
+        deployment_id = await ecs.update_service(service.region, service.target, task_definition)
+        await job.save_state(task_definition=task_definition, deployment=deployment_id)
+        await job.progress(
+            f"ECS deployment {deployment_id} started: {state.revision} → "
+            f"{task_definition_name(task_definition)}, {state.desired} tasks"
+        )
+        return deployment_id
+
+    async def _recorded(self, job: JobContext) -> DeployRecord:
+        """The deploy record of a job taken over; JobInterrupted when it had none yet."""
+        recorded = job.state.get("deploy_record")
+        if recorded is not None:
+            service = self.service
+            records = await job.services.store.list_deploys(
+                service.name, service.env, limit=HISTORY_DEPTH
+            )
+            for record in records:
+                if record.id == recorded:
+                    return record
+        raise self._nothing_changed(job, "before it began")
+
+    async def _resume_point(self, job: JobContext, record: DeployRecord) -> str:
+        """The deployment a job taken over watches: the one it recorded, or the one its
+        runner started just before it stopped; JobInterrupted when it started none."""
+        service = self.service
+        deployment_id = job.state.get("deployment")
+        target = job.state.get("task_definition") or record.task_definition
+        if deployment_id is None:
+            current = await job.services.ecs.describe_service(service.region, service.target)
+            primary = current.primary
+            if not (
+                job.state.get("updating")
+                and target
+                and primary is not None
+                and primary.task_definition == target
+            ):
+                raise self._nothing_changed(
+                    job,
+                    f"before it changed the service ({service.where} runs "
+                    f"{current.revision}, {current.image_tag})",
+                )
+            deployment_id = primary.id
+            await job.save_state(deployment=deployment_id)
+        await job.progress(
+            f"watching the rollout of ECS deployment {deployment_id} "
+            f"({task_definition_name(str(target))}) again"
+        )
+        return str(deployment_id)
+
+    def _nothing_changed(self, job: JobContext, when: str) -> JobInterrupted:
+        return JobInterrupted(
+            f"the replica running it stopped {when}; nothing was changed",
+            hint=f"run `{job.record.command}` again",
+        )
 
     async def _ending(
         self, job: JobContext, record: DeployRecord, result: RolloutResult
@@ -494,6 +581,28 @@ class RolloutJob:
 
 def _join(first: str, second: str) -> str:
     return f"{first}; {second}" if first else second
+
+
+async def resume_rollout(job: JobContext) -> Message:
+    """A deploy or rollback taken over from a replica that stopped: go on watching the
+    rollout it started; what it had not started yet ends the job as interrupted."""
+    state = job.state
+    services = job.services
+    kind = str(state["kind"])
+    service = _ecs_service(services, str(state["service"]), str(state["env"]), kind)
+    rollout = RolloutJob(
+        service=service,
+        kind=kind,
+        version=str(state["version"]),
+        image=str(state.get("image", "")),
+        task_definition=state.get("task_definition"),
+        approved_by=None,
+        timing=_rollout_timing(services),
+    )
+    return await rollout.run(job)
+
+
+RESUMERS = {"deploy": resume_rollout, "rollback": resume_rollout}
 
 
 SPECS = [

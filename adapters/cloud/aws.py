@@ -11,6 +11,21 @@ from typing import Any
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
+from botocore.exceptions import BotoCoreError, ClientError
+
+
+def explain_aws_failure(error: BaseException) -> str | None:
+    """What an AWS call that failed after botocore's retries did, in one sentence; None
+    for anything that is not an AWS error (it stays an internal error)."""
+    if isinstance(error, ClientError):
+        detail = error.response.get("Error", {})
+        retries = error.response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
+        tries = f" after {retries + 1} attempts" if retries else ""
+        message = f" ({detail['Message']})" if detail.get("Message") else ""
+        return f"AWS {error.operation_name} failed{tries}: {detail.get('Code', '?')}{message}"
+    if isinstance(error, BotoCoreError):
+        return f"AWS could not be reached: {error}"
+    return None
 
 
 class AwsClients:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 from bot.model import (
     ApprovalRequest,
@@ -16,12 +16,14 @@ from bot.model import (
     DbSessionRecord,
     DeployRecord,
     JobRecord,
-    JobStatus,
     LockRecord,
     RequestStatus,
 )
 
 M = TypeVar("M", bound=BaseModel)
+
+# A datetime as pydantic writes it into a JSON document.
+_JSON_DATETIME = TypeAdapter(datetime)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -108,6 +110,19 @@ class SqliteStore:
             ),
         )
 
+    async def update_job(self, job: JobRecord) -> bool:
+        cursor = await self._db.execute(
+            "UPDATE jobs SET status = ?, lease_expires = ?, doc = ? WHERE id = ? AND runner = ?",
+            (
+                job.status.value,
+                _ts(job.lease_expires) if job.lease_expires else None,
+                job.model_dump_json(),
+                job.id,
+                job.runner,
+            ),
+        )
+        return cursor.rowcount == 1
+
     async def get_job(self, job_id: int) -> JobRecord | None:
         row = await self._one("SELECT doc FROM jobs WHERE id = ?", (job_id,))
         return _load(JobRecord, row[0]) if row else None
@@ -120,14 +135,21 @@ class SqliteStore:
     async def claim_job(
         self, job_id: int, runner: str, lease_expires: datetime, now: datetime
     ) -> bool:
-        job = await self.get_job(job_id)
-        if job is None or job.status is not JobStatus.RUNNING:
-            return False
-        job.runner, job.lease_expires = runner, lease_expires
+        # One statement that edits the document in place: a read-modify-write would lose a
+        # step the runner records while its lease is renewed.
         cursor = await self._db.execute(
-            "UPDATE jobs SET runner = ?, lease_expires = ?, doc = ? WHERE id = ? "
+            "UPDATE jobs SET runner = ?, lease_expires = ?, "
+            "doc = json_set(doc, '$.runner', ?, '$.lease_expires', ?) WHERE id = ? "
             "AND status = 'running' AND (runner = ? OR lease_expires IS NULL OR lease_expires <= ?)",
-            (runner, _ts(lease_expires), job.model_dump_json(), job_id, runner, _ts(now)),
+            (
+                runner,
+                _ts(lease_expires),
+                runner,
+                _JSON_DATETIME.dump_python(lease_expires, mode="json"),
+                job_id,
+                runner,
+                _ts(now),
+            ),
         )
         return cursor.rowcount == 1
 

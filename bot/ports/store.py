@@ -32,6 +32,11 @@ class Store(Protocol):
 
     # jobs
     async def put_job(self, job: JobRecord) -> None: ...
+    async def update_job(self, job: JobRecord) -> bool:
+        """Write `job` only while the stored job is still run by `job.runner`; False when
+        another replica has taken it over (or it is not stored), so that a runner that
+        stalled past its lease cannot overwrite what the new runner wrote."""
+
     async def get_job(self, job_id: int) -> JobRecord | None: ...
     async def list_jobs(self, limit: int = 20, running_only: bool = False) -> list[JobRecord]: ...
     async def claim_job(

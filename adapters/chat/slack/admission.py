@@ -1,0 +1,95 @@
+"""Acknowledgements first: the work behind Slack's requests waits for the acknowledgements.
+
+Acknowledging is cheap and has a deadline: Slack gives up after 3 seconds and retries,
+which only adds load. The work behind a request (the store, AWS, posting the answer) is not
+cheap. So new work starts only while no request is waiting for its acknowledgement, or once
+it has waited `patience` seconds (it never starves), and at most `limit` at a time, in the
+order it came. A slot is held until the work ends or for `hold` seconds, whichever comes
+first, so that a slow command (an SQL query, opening a tunnel) never keeps quick ones
+waiting for long. Waiters are admitted one by one, never woken all at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+
+
+class Admission:
+    def __init__(self, limit: int = 8, hold: float = 1.0, patience: float = 2.0) -> None:
+        self._limit = limit
+        self._hold = hold
+        self._patience = patience
+        self._busy = 0
+        self._acknowledging = 0
+        self._waiting: deque[tuple[float, asyncio.Future[None]]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+
+    @contextlib.contextmanager
+    def acknowledging(self) -> Iterator[None]:
+        """Around the handling of one incoming request, until its acknowledgement is ready."""
+        self._acknowledging += 1
+        try:
+            yield
+        finally:
+            self._acknowledging -= 1
+            if self._acknowledging == 0 and self._waiting:
+                self._admit()
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        await self._enter()
+        given_back = False
+
+        def give_back() -> None:
+            nonlocal given_back
+            if not given_back:
+                given_back = True
+                self._busy -= 1
+                self._admit()
+
+        timer = asyncio.get_running_loop().call_later(self._hold, give_back)
+        try:
+            yield
+        finally:
+            timer.cancel()
+            give_back()
+
+    async def _enter(self) -> None:
+        if not self._waiting and self._busy < self._limit and self._acknowledging == 0:
+            self._busy += 1
+            return
+        loop = asyncio.get_running_loop()
+        admitted: asyncio.Future[None] = loop.create_future()
+        self._waiting.append((loop.time() + self._patience, admitted))
+        self._admit()
+        try:
+            await admitted
+        except asyncio.CancelledError:
+            if admitted.done() and not admitted.cancelled():
+                # Admitted, then cancelled before it could start: the slot goes to the next.
+                self._busy -= 1
+                self._admit()
+            raise
+
+    def _admit(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        while self._waiting and self._busy < self._limit:
+            deadline, admitted = self._waiting[0]
+            if admitted.done():  # cancelled while it waited
+                self._waiting.popleft()
+                continue
+            if self._acknowledging and deadline > now:
+                break
+            self._waiting.popleft()
+            self._busy += 1
+            admitted.set_result(None)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._waiting and self._busy < self._limit:
+            # Held back by acknowledgements only: admit the oldest when its patience runs out.
+            self._timer = loop.call_at(self._waiting[0][0], self._admit)

@@ -1,0 +1,260 @@
+"""The chat port on Slack's Web API.
+
+A job's progress lives in one thread under its head message, whose status line follows
+the job; private answers are ephemeral (through the command's response_url when there is
+one), falling back to a direct message; a request's buttons are replaced by who decided.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from adapters.chat.slack.blocks import (
+    TONE_MARKS,
+    Block,
+    context,
+    escape,
+    fallback_text,
+    message_blocks,
+    with_status,
+    without_request_actions,
+)
+from adapters.chat.slack.payloads import (
+    ADAPTER,
+    HEAD_TEXT,
+    HEAD_TONE,
+    HEAD_TS,
+    RESPONSE_URL,
+    member_user,
+    slack_id,
+)
+from adapters.chat.slack.status_line import StatusLines
+from bot.messages import Message, Tone
+from bot.model import Origin
+
+log = logging.getLogger(__name__)
+
+RUNNING_LINE = "⏳ running"
+STATUS_LINE_LIMIT = 150
+PREVIEW_LIMIT = 2800
+# Request messages remembered so that a typed `approve N` also replaces N's buttons.
+REMEMBERED_REQUESTS = 500
+# response_url is good for 30 minutes; a head's thread outlives it and must not carry it.
+_TRANSIENT_EXTRA = {RESPONSE_URL}
+
+
+@dataclass(frozen=True)
+class PostedMessage:
+    """A message the bot posted: enough to edit it later."""
+
+    channel: str  # Slack channel id
+    ts: str
+    text: str
+    blocks: list[Block]
+
+
+def status_line(message: Message) -> str:
+    first = (message.text.splitlines() or [""])[0]
+    line = TONE_MARKS[message.tone] + escape(first)
+    return line if len(line) <= STATUS_LINE_LIMIT else line[: STATUS_LINE_LIMIT - 1] + "…"
+
+
+class SlackChat:
+    name = ADAPTER
+
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        session: aiohttp.ClientSession,
+        *,
+        status_interval: float = 1.0,
+        response_timeout: float = 10.0,
+    ) -> None:
+        self._client = client
+        self._session = session
+        self._response_timeout = response_timeout
+        self._status = StatusLines(self._update_status, status_interval)
+        self._requests: OrderedDict[str, PostedMessage] = OrderedDict()
+
+    async def close(self) -> None:
+        await self._status.close()
+
+    # the ChatAdapter port
+
+    async def reply(self, origin: Origin, message: Message) -> None:
+        if message.private:
+            await self._private(origin, message)
+            return
+        await self.post(origin.channel, message, thread=origin.thread)
+        head = origin.extra.get(HEAD_TS)
+        if head is None:
+            return
+        channel = slack_id(origin.channel)
+        head_message = Message(
+            text=origin.extra.get(HEAD_TEXT, ""), tone=Tone(origin.extra.get(HEAD_TONE, "info"))
+        )
+        if message.tone is Tone.PROGRESS:
+            self._status.progress(channel, head, head_message, status_line(message))
+        elif message.tone in (Tone.SUCCESS, Tone.FAILURE):
+            await self._status.final(channel, head, head_message, status_line(message))
+
+    async def start_thread(self, origin: Origin, message: Message) -> Origin:
+        posted = await self.post(origin.channel, message, thread=origin.thread, status=RUNNING_LINE)
+        extra = {k: v for k, v in origin.extra.items() if k not in _TRANSIENT_EXTRA}
+        extra |= {HEAD_TS: posted.ts, HEAD_TEXT: message.text, HEAD_TONE: message.tone.value}
+        return origin.model_copy(update={"thread": origin.thread or posted.ts, "extra": extra})
+
+    async def announce(self, channel: str, message: Message) -> Origin:
+        posted = await self.post(channel, message)
+        extra: dict[str, str] = {}
+        if not (message.fields or message.table or message.buttons):
+            # A plain announcement can head a job's thread and carry its status line.
+            extra = {HEAD_TS: posted.ts, HEAD_TEXT: message.text, HEAD_TONE: message.tone.value}
+        return Origin(
+            adapter=ADAPTER, channel=channel, member="kajitori", thread=posted.ts, extra=extra
+        )
+
+    # Slack specifics
+
+    async def post(
+        self,
+        channel: str,
+        message: Message,
+        *,
+        thread: str | None = None,
+        status: str | None = None,
+    ) -> PostedMessage:
+        blocks = message_blocks(message)
+        if status is not None:
+            blocks = with_status(blocks, status)
+        text = fallback_text(message)
+        response = await self._client.chat_postMessage(
+            channel=slack_id(channel),
+            text=text,
+            blocks=blocks,
+            thread_ts=thread,
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+        posted = PostedMessage(
+            channel=str(response.get("channel") or slack_id(channel)),
+            ts=str(response["ts"]),
+            text=text,
+            blocks=blocks,
+        )
+        if message.buttons:
+            self._remember_request(message.buttons[0].request_id, posted)
+        if message.attachment is not None:
+            await self._upload(posted, message, thread or posted.ts)
+        return posted
+
+    async def close_request(
+        self, request_id: str, line: str, where: PostedMessage | None = None
+    ) -> None:
+        """Replace a request's buttons with who decided what (`where`: the clicked message)."""
+        remembered = self._requests.pop(request_id, None)
+        where = where or remembered
+        if where is None:
+            return
+        blocks = [*without_request_actions(where.blocks), context(line)]
+        await self._client.chat_update(
+            channel=where.channel, ts=where.ts, text=f"{where.text}\n{line}", blocks=blocks
+        )
+
+    async def respond(self, response_url: str, payload: dict[str, Any]) -> bool:
+        """Post to a command's or a click's response_url; False when Slack did not take it."""
+        webhook = AsyncWebhookClient(
+            response_url, timeout=int(self._response_timeout), session=self._session
+        )
+        try:
+            response = await webhook.send_dict(payload)
+        except Exception as error:
+            log.warning("posting to a response_url failed: %s", type(error).__name__)
+            return False
+        if response.status_code != 200:
+            log.warning("a response_url answered %s", response.status_code)
+            return False
+        return True
+
+    def _remember_request(self, request_id: str, posted: PostedMessage) -> None:
+        self._requests[request_id] = posted
+        self._requests.move_to_end(request_id)
+        while len(self._requests) > REMEMBERED_REQUESTS:
+            self._requests.popitem(last=False)
+
+    async def _private(self, origin: Origin, message: Message) -> None:
+        user = member_user(origin.member)
+        if user is None:
+            log.warning("a private message for %s cannot go through Slack", origin.member)
+            return
+        text = fallback_text(message)
+        blocks = message_blocks(message)
+        if message.attachment is not None:
+            # Ephemeral messages carry no files: the content goes inline.
+            content = escape(message.attachment.content)
+            if len(content) > PREVIEW_LIMIT:
+                content = content[:PREVIEW_LIMIT] + "\n…"
+            blocks.append(
+                {"type": "section", "text": {"type": "mrkdwn", "text": f"```{content}```"}}
+            )
+        url = origin.extra.get(RESPONSE_URL)
+        if url and await self.respond(
+            url,
+            {
+                "response_type": "ephemeral",
+                "replace_original": False,
+                "text": text,
+                "blocks": blocks,
+            },
+        ):
+            return
+        try:
+            await self._client.chat_postEphemeral(
+                channel=slack_id(origin.channel),
+                user=user,
+                text=text,
+                blocks=blocks,
+                thread_ts=origin.thread,
+            )
+        except SlackApiError as error:
+            # Not in that channel (or no channel at all): a direct message still reaches them.
+            log.info(
+                "ephemeral message failed (%s); sending a direct message",
+                error.response.get("error"),
+            )
+            await self._client.chat_postMessage(channel=user, text=text, blocks=blocks)
+
+    async def _update_status(self, channel: str, ts: str, head: Message, line: str) -> None:
+        await self._client.chat_update(
+            channel=channel,
+            ts=ts,
+            text=fallback_text(head),
+            blocks=with_status(message_blocks(head), line),
+        )
+
+    async def _upload(self, posted: PostedMessage, message: Message, thread: str) -> None:
+        attachment = message.attachment
+        assert attachment is not None
+        try:
+            await self._client.files_upload_v2(
+                channel=posted.channel,
+                thread_ts=thread,
+                content=attachment.content,
+                filename=attachment.filename,
+                title=attachment.filename,
+            )
+        except Exception:
+            log.exception("uploading %s to %s failed", attachment.filename, posted.channel)
+            await self._client.chat_postMessage(
+                channel=posted.channel,
+                thread_ts=thread,
+                text=f"⚠️ could not attach {escape(attachment.filename)}",
+            )

@@ -1,0 +1,187 @@
+"""Slack's requests: acknowledged at once, handled in the background.
+
+Every listener acknowledges before doing any work (Slack gives up after 3 seconds), then
+hands the request to a background task that drops repeated deliveries through the store,
+runs the text through the dispatcher like every other adapter, and answers: public answers
+in the channel or thread, refusals and private answers ephemeral, a job's progress in its
+own thread (posted by the job itself through the chat port).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from adapters.chat.slack.admission import Admission
+from adapters.chat.slack.blocks import APPROVE_ACTION, DENY_ACTION
+from adapters.chat.slack.chat import PostedMessage, SlackChat
+from adapters.chat.slack.payloads import (
+    action_key,
+    action_origin,
+    command_text,
+    event_key,
+    member_user,
+    mention_origin,
+    slack_id,
+    slash_command_key,
+    slash_command_origin,
+)
+from bot.dispatcher import Result
+from bot.messages import Tone
+from bot.model import ApprovalRequest, Origin, Outcome, RequestKind
+
+if TYPE_CHECKING:
+    from slack_bolt.app.async_app import AsyncApp
+    from slack_bolt.context.ack.async_ack import AsyncAck
+
+    from adapters.bootstrap import Bot
+
+log = logging.getLogger(__name__)
+
+# Answers that concern only the member who typed the command.
+PRIVATE_OUTCOMES = {Outcome.REFUSED, Outcome.USAGE, Outcome.FAILED, Outcome.ERROR}
+
+
+class SlackListeners:
+    def __init__(
+        self,
+        bot: Bot,
+        chat: SlackChat,
+        *,
+        admission: Admission | None = None,
+        remember_deliveries: timedelta = timedelta(hours=1),
+    ) -> None:
+        self._bot = bot
+        self._chat = chat
+        self.admission = admission or Admission()
+        self._remember = remember_deliveries
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def register(self, app: AsyncApp, command: str) -> None:
+        app.command(command)(self.on_command)
+        app.event("app_mention")(self.on_mention)
+        app.action(APPROVE_ACTION)(self.on_button)
+        app.action(DENY_ACTION)(self.on_button)
+
+    async def close(self) -> None:
+        tasks, self._tasks = list(self._tasks), set()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # bolt listeners: acknowledge, then work in the background
+
+    async def on_command(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        # in_channel with no text: Slack shows the member's command to the channel.
+        await ack(response_type="in_channel")
+        self._spawn(self._slash_command(body), "slash command")
+
+    async def on_mention(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        self._spawn(self._mention(body), "mention")
+
+    async def on_button(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        self._spawn(self._button(body), "button click")
+
+    def _spawn(self, work: Coroutine[Any, Any, None], what: str) -> None:
+        task = asyncio.create_task(self._guarded(work, what))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _guarded(self, work: Coroutine[Any, Any, None], what: str) -> None:
+        try:
+            async with self.admission.slot():
+                await work
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("handling a Slack %s failed", what)
+
+    async def _first_delivery(self, key: str) -> bool:
+        services = self._bot.services
+        if await services.store.first_seen(key, services.clock.now() + self._remember):
+            return True
+        log.info("Slack delivery %s seen before: not run again", key)
+        return False
+
+    # the work
+
+    async def _slash_command(self, body: dict[str, Any]) -> None:
+        if not await self._first_delivery(slash_command_key(body)):
+            return
+        origin = slash_command_origin(body)
+        text = command_text(str(body.get("text", ""))) or "help"
+        result = await self._bot.dispatcher.handle(origin, text)
+        await self._answer(origin, result)
+
+    async def _mention(self, body: dict[str, Any]) -> None:
+        event = body.get("event", {})
+        if event.get("bot_id") or event.get("subtype"):
+            return  # never answer bots (including this one)
+        if not await self._first_delivery(event_key(body)):
+            return
+        origin = mention_origin(body)
+        text = command_text(str(event.get("text", ""))) or "help"
+        result = await self._bot.dispatcher.handle(origin, text)
+        await self._answer(origin, result)
+
+    async def _button(self, body: dict[str, Any]) -> None:
+        if not await self._first_delivery(action_key(body)):
+            return
+        action = (body.get("actions") or [{}])[0]
+        verb = "approve" if action.get("action_id") == APPROVE_ACTION else "deny"
+        origin = action_origin(body)
+        message = body.get("message") or {}
+        clicked = PostedMessage(
+            channel=slack_id(origin.channel),
+            ts=str(message.get("ts", "")),
+            text=str(message.get("text", "")),
+            blocks=list(message.get("blocks") or []),
+        )
+        # The same way in as a typed `approve N`: member, channel and approver role are
+        # checked by the dispatcher, with the clicker as the one deciding.
+        result = await self._bot.dispatcher.handle(origin, f"{verb} {action.get('value', '')}")
+        await self._answer(origin, result, clicked=clicked if clicked.ts else None)
+
+    async def _answer(
+        self, origin: Origin, result: Result, *, clicked: PostedMessage | None = None
+    ) -> None:
+        messages = list(result.messages)
+        # A decision (approve/deny, typed or clicked) carries the request it decided.
+        decided = result.request if result.outcome is not Outcome.PENDING else None
+        if decided is not None:
+            approved = result.command is not None and result.command.spec.name == "approve"
+            line = self._decision_line(decided, approved, origin.member, result)
+            try:
+                await self._chat.close_request(str(decided.id), line, where=clicked)
+            except Exception:
+                log.exception("replacing the buttons of request %s failed", decided.id)
+            messages = messages[1:]  # the decision itself now shows on the request message
+        private = decided is None and result.outcome in PRIVATE_OUTCOMES
+        chat = self._bot.services.chat
+        for message in messages:
+            if result.outcome is Outcome.STARTED and message.tone is Tone.PROGRESS:
+                continue  # "job N started": the job's head message in the channel says so
+            private_message = message.model_copy(update={"private": True})
+            await chat.reply(origin, private_message if private else message)
+
+    def _decision_line(
+        self, request: ApprovalRequest, approved: bool, member: str, result: Result
+    ) -> str:
+        if request.kind is RequestKind.APPROVAL:
+            verb = "approved" if approved else "denied"
+        else:
+            verb = "confirmed" if approved else "cancelled"
+        user = member_user(member)
+        who = f"<@{user}>" if user else member
+        at = self._bot.services.clock.now()
+        job = f" · job {result.job.id}" if result.job is not None else ""
+        mark = "✅" if approved else "❌"
+        return f"{mark} {verb} by {who} at {at:%H:%M} UTC{job}"

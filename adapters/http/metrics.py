@@ -1,0 +1,65 @@
+"""`GET /metrics` (Prometheus text format), and the timing of every answer the server gives
+to a chat or webhook sender: Slack wants its ack within 3 seconds, so that is the number
+to watch."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from adapters.bootstrap import Bot
+from adapters.metrics import PrometheusMetrics
+from bot.config import Settings
+
+# Path prefix -> the adapter label of kajitori_ack_seconds and kajitori_http_requests_total.
+ADAPTER_PATHS = (
+    ("/slack/", "slack"),
+    ("/typetalk/", "typetalk"),
+    ("/webhooks/github", "github"),
+    ("/webhooks/ci/", "ci"),
+)
+
+
+def adapter_for(path: str) -> str | None:
+    for prefix, adapter in ADAPTER_PATHS:
+        if path.startswith(prefix):
+            return adapter
+    return None
+
+
+def ack_timer(metrics: PrometheusMetrics) -> Middleware:
+    @web.middleware
+    async def time_ack(request: web.Request, handler: Handler) -> web.StreamResponse:
+        adapter = adapter_for(request.path)
+        if adapter is None:
+            return await handler(request)
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as error:
+            status = error.status
+            raise
+        finally:
+            metrics.request_answered(adapter, status, time.perf_counter() - started)
+
+    return time_ack
+
+
+async def setup(app: web.Application, bot: Bot, settings: Settings) -> None:
+    metrics = bot.metrics
+    metrics.watch_running_jobs(lambda: len(bot.jobs.running))
+    app.middlewares.append(ack_timer(metrics))
+
+    async def exposition(_request: web.Request) -> web.Response:
+        body, content_type = metrics.render()
+        response = web.Response(body=body)
+        # The content type carries a `version` parameter that aiohttp's `content_type=` refuses.
+        response.headers["Content-Type"] = content_type
+        return response
+
+    app.router.add_get("/metrics", exposition)

@@ -1,0 +1,271 @@
+"""Slack, as far as kajitori sees it: a Web API that records what the bot posts, and a client
+that sends signed requests to `kajitori serve` the way Slack does."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+from slack_sdk.signature import SignatureVerifier
+
+from tests.support.recorder import Recorded, RecordingApi
+
+TEAM = "T0DEMO"
+CHANNEL = "C0DEMO"
+BOT_USER = "UKAJITORI"
+COMMAND = "/ops"
+
+
+@dataclass
+class Posted:
+    """A chat.postMessage the bot made, with the ts the fake Slack gave it."""
+
+    ts: str
+    channel: str
+    thread_ts: str | None
+    text: str
+    blocks: list[dict[str, Any]]
+
+    def block_text(self) -> str:
+        return json.dumps(self.blocks, ensure_ascii=False)
+
+
+class FakeSlack:
+    """A RecordingApi answering the Web API methods kajitori calls."""
+
+    def __init__(self) -> None:
+        self.api = RecordingApi()
+        self.posted: list[Posted] = []
+        self._ts = itertools.count(1)
+        self.api.responders.update(
+            {
+                "/api/auth.test": lambda _r: {
+                    "ok": True,
+                    "url": "https://demo.slack.com/",
+                    "team": "demo",
+                    "user": "kajitori",
+                    "team_id": TEAM,
+                    "user_id": BOT_USER,
+                    "bot_id": "BKAJITORI",
+                },
+                "/api/chat.postMessage": self._post_message,
+                "/api/chat.postEphemeral": lambda _r: {"ok": True, "message_ts": self._next_ts()},
+                "/api/chat.update": lambda r: {
+                    "ok": True,
+                    "channel": _args(r).get("channel"),
+                    "ts": _args(r).get("ts"),
+                },
+            }
+        )
+
+    async def start(self) -> FakeSlack:
+        await self.api.start()
+        return self
+
+    async def stop(self) -> None:
+        await self.api.stop()
+
+    @property
+    def url(self) -> str:
+        return self.api.url
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.api.url}/api/"
+
+    def _next_ts(self) -> str:
+        return f"{1_700_000_000 + next(self._ts)}.000100"
+
+    def _post_message(self, request: Recorded) -> dict[str, Any]:
+        args = _args(request)
+        ts = self._next_ts()
+        self.posted.append(
+            Posted(
+                ts=ts,
+                channel=str(args.get("channel")),
+                thread_ts=args.get("thread_ts"),
+                text=str(args.get("text", "")),
+                blocks=_blocks(args.get("blocks")),
+            )
+        )
+        return {"ok": True, "channel": args.get("channel"), "ts": ts, "message": {"ts": ts}}
+
+    # what the bot did
+
+    def calls(self, method: str) -> list[dict[str, Any]]:
+        return [_args(r) for r in self.api.calls(f"/api/{method}")]
+
+    def hook_posts(self, hook: str | None = None) -> list[dict[str, Any]]:
+        """JSON bodies posted to response_urls (all, or one hook's)."""
+        prefix = f"/hooks/{hook}" if hook else "/hooks/"
+        return [r.json for r in self.api.requests if r.path.startswith(prefix)]
+
+    def heads(self) -> list[Posted]:
+        """Messages that start a job's thread: top-level, with a status line."""
+        return [
+            p for p in self.posted if p.thread_ts is None and "kajitori_status" in p.block_text()
+        ]
+
+    def in_thread(self, ts: str) -> list[Posted]:
+        return [p for p in self.posted if p.thread_ts == ts]
+
+    def updates_of(self, ts: str) -> list[dict[str, Any]]:
+        return [u for u in self.calls("chat.update") if u.get("ts") == ts]
+
+    async def wait_for(self, predicate: Any, timeout: float = 30.0) -> None:
+        await self.api.wait_for(lambda _requests: predicate(), timeout=timeout)
+
+
+def _args(request: Recorded) -> dict[str, Any]:
+    if request.json is not None:
+        return dict(request.json)
+    return dict(request.form) or dict(request.query)
+
+
+def _blocks(value: Any) -> list[dict[str, Any]]:
+    if isinstance(value, str):
+        value = json.loads(value)
+    return list(value or [])
+
+
+class SlackSender:
+    """Sends requests to /slack/events signed with the app's signing secret, like Slack."""
+
+    def __init__(self, url: str, secret: str, hooks_url: str) -> None:
+        self.url = f"{url}/slack/events"
+        self.secret = secret
+        self.hooks_url = hooks_url
+        self._ids = itertools.count(1)
+
+    def sign(
+        self, body: str, timestamp: int | None = None, secret: str | None = None
+    ) -> dict[str, str]:
+        stamp = str(int(time.time()) if timestamp is None else timestamp)
+        verifier = SignatureVerifier(secret or self.secret)
+        return {
+            "X-Slack-Request-Timestamp": stamp,
+            "X-Slack-Signature": str(verifier.generate_signature(timestamp=stamp, body=body)),
+        }
+
+    async def send(
+        self,
+        body: str,
+        content_type: str,
+        *,
+        headers: dict[str, str] | None = None,
+        retry: int | None = None,
+    ) -> tuple[int, str]:
+        sent = {"Content-Type": content_type, **(headers or self.sign(body))}
+        if retry is not None:
+            sent |= {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"}
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.post(self.url, data=body.encode(), headers=sent) as response,
+        ):
+            return response.status, await response.text()
+
+    def slash_body(
+        self, text: str, user: str = "U0ALICE", channel: str = CHANNEL
+    ) -> dict[str, str]:
+        n = next(self._ids)
+        return {
+            "token": "legacy-verification-token",
+            "team_id": TEAM,
+            "team_domain": "demo",
+            "channel_id": channel,
+            "channel_name": "ops",
+            "user_id": user,
+            "user_name": user.lower(),
+            "command": COMMAND,
+            "text": text,
+            "api_app_id": "A0KAJITORI",
+            "is_enterprise_install": "false",
+            "response_url": f"{self.hooks_url}/hooks/command-{n}",
+            "trigger_id": f"{n}.1234567890.trigger{n:04d}",
+        }
+
+    async def slash(self, text: str, user: str = "U0ALICE", **kwargs: Any) -> tuple[int, str]:
+        return await self.send_form(self.slash_body(text, user), **kwargs)
+
+    async def send_form(self, body: dict[str, str], **kwargs: Any) -> tuple[int, str]:
+        return await self.send(urlencode(body), "application/x-www-form-urlencoded", **kwargs)
+
+    def mention_body(
+        self, text: str, user: str = "U0ALICE", thread_ts: str | None = None
+    ) -> dict[str, Any]:
+        n = next(self._ids)
+        ts = f"{1_699_000_000 + n}.000200"
+        event: dict[str, Any] = {
+            "type": "app_mention",
+            "user": user,
+            "text": f"<@{BOT_USER}> {text}",
+            "ts": ts,
+            "channel": CHANNEL,
+            "event_ts": ts,
+        }
+        if thread_ts:
+            event["thread_ts"] = thread_ts
+        return {
+            "token": "legacy-verification-token",
+            "team_id": TEAM,
+            "api_app_id": "A0KAJITORI",
+            "event": event,
+            "type": "event_callback",
+            "event_id": f"Ev{n:08d}",
+            "event_time": int(time.time()),
+            "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}],
+        }
+
+    async def send_json(self, body: dict[str, Any], **kwargs: Any) -> tuple[int, str]:
+        return await self.send(json.dumps(body), "application/json", **kwargs)
+
+    def click_body(self, message: Posted, action_id: str, user: str) -> dict[str, Any]:
+        n = next(self._ids)
+        actions = next(b for b in message.blocks if b.get("type") == "actions")
+        button = next(e for e in actions["elements"] if e["action_id"] == action_id)
+        message_json: dict[str, Any] = {
+            "type": "message",
+            "user": BOT_USER,
+            "ts": message.ts,
+            "text": message.text,
+            "blocks": message.blocks,
+        }
+        if message.thread_ts:
+            message_json["thread_ts"] = message.thread_ts
+        return {
+            "type": "block_actions",
+            "user": {"id": user, "username": user.lower(), "team_id": TEAM},
+            "api_app_id": "A0KAJITORI",
+            "token": "legacy-verification-token",
+            "container": {
+                "type": "message",
+                "message_ts": message.ts,
+                "channel_id": message.channel,
+                "is_ephemeral": False,
+            },
+            "trigger_id": f"{n}.1234567890.click{n:04d}",
+            "team": {"id": TEAM, "domain": "demo"},
+            "channel": {"id": message.channel, "name": "ops"},
+            "message": message_json,
+            "response_url": f"{self.hooks_url}/hooks/click-{n}",
+            "actions": [
+                {
+                    "action_id": action_id,
+                    "block_id": actions["block_id"],
+                    "text": button["text"],
+                    "value": button["value"],
+                    "type": "button",
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+        }
+
+    async def click(self, message: Posted, action_id: str, user: str) -> tuple[int, str]:
+        body = self.click_body(message, action_id, user)
+        return await self.send_form({"payload": json.dumps(body)})

@@ -1,0 +1,82 @@
+"""Acknowledgements first: how the work behind Slack's requests is admitted."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from adapters.chat.slack.admission import Admission
+
+
+async def _enter(admission: Admission, entered: list[int], n: int, release: asyncio.Event) -> None:
+    async with admission.slot():
+        entered.append(n)
+        await release.wait()
+
+
+async def _settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def test_at_most_limit_run_at_once_in_arrival_order() -> None:
+    admission = Admission(limit=2, hold=3600)
+    entered: list[int] = []
+    release = asyncio.Event()
+    tasks = [asyncio.create_task(_enter(admission, entered, n, release)) for n in range(5)]
+    await _settle()
+    assert entered == [0, 1]
+    release.set()
+    await asyncio.gather(*tasks)
+    assert entered == [0, 1, 2, 3, 4]
+
+
+async def test_new_work_waits_while_a_request_awaits_its_acknowledgement() -> None:
+    admission = Admission(limit=8, patience=3600)
+    entered: list[int] = []
+    release = asyncio.Event()
+    release.set()
+    with admission.acknowledging():
+        task = asyncio.create_task(_enter(admission, entered, 1, release))
+        await _settle()
+        assert entered == []
+    await asyncio.wait_for(task, 5)
+    assert entered == [1]
+
+
+async def test_work_held_back_by_acknowledgements_starts_once_its_patience_runs_out() -> None:
+    admission = Admission(limit=8, patience=0.05)
+    entered: list[int] = []
+    release = asyncio.Event()
+    release.set()
+    with admission.acknowledging():
+        await asyncio.wait_for(_enter(admission, entered, 1, release), 5)
+    assert entered == [1]
+
+
+async def test_slow_work_gives_its_slot_back_after_hold() -> None:
+    admission = Admission(limit=1, hold=0.05)
+    entered: list[int] = []
+    slow, quick = asyncio.Event(), asyncio.Event()
+    quick.set()
+    first = asyncio.create_task(_enter(admission, entered, 1, slow))
+    await asyncio.wait_for(_enter(admission, entered, 2, quick), 5)
+    assert entered == [1, 2] and not first.done()
+    slow.set()
+    await first
+
+
+async def test_cancelled_waiter_leaves_no_slot_taken() -> None:
+    admission = Admission(limit=1, hold=3600)
+    entered: list[int] = []
+    release = asyncio.Event()
+    holder = asyncio.create_task(_enter(admission, entered, 1, release))
+    waiter = asyncio.create_task(_enter(admission, entered, 2, release))
+    await _settle()
+    waiter.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiter
+    release.set()
+    await holder
+    await asyncio.wait_for(_enter(admission, entered, 3, release), 5)
+    assert entered == [1, 3]

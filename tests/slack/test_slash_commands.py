@@ -1,0 +1,62 @@
+"""Slash commands into the real `kajitori serve`: acknowledged at once, answered after."""
+
+from __future__ import annotations
+
+import json
+
+from tests.slack.fake_slack import CHANNEL, FakeSlack, SlackSender
+
+
+async def test_slash_status_is_acknowledged_then_answered_in_the_channel(
+    sender: SlackSender, fake_slack: FakeSlack
+) -> None:
+    status, body = await sender.slash("status api staging")
+
+    assert status == 200
+    # The acknowledgement shows the member's command to the channel and answers nothing yet.
+    assert json.loads(body) == {"text": "", "response_type": "in_channel"}
+    await fake_slack.wait_for(lambda: any("api in staging" in p.text for p in fake_slack.posted))
+    answer = next(p for p in fake_slack.posted if "api in staging" in p.text)
+    assert answer.channel == CHANNEL and answer.thread_ts is None
+    fields = [
+        f["text"] for b in answer.blocks if b["type"] == "section" for f in b.get("fields", [])
+    ]
+    assert "*desired*\n2" in fields
+    assert any(f.startswith("*image tag*\nv1") for f in fields)
+
+
+async def test_deploy_progress_and_final_message_arrive_in_one_thread(
+    sender: SlackSender, fake_slack: FakeSlack
+) -> None:
+    status, _ = await sender.slash("deploy api staging v2")
+    assert status == 200
+
+    await fake_slack.wait_for(lambda: len(fake_slack.heads()) == 1)
+    head = fake_slack.heads()[0]
+    assert "deploy" in head.text and "job" in head.text
+    assert head.channel == CHANNEL
+
+    def finished() -> bool:
+        return any(p.text.startswith("✅") for p in fake_slack.in_thread(head.ts))
+
+    await fake_slack.wait_for(finished, timeout=60)
+    thread = fake_slack.in_thread(head.ts)
+    assert len(thread) >= 3, [p.text for p in thread]
+    assert all(p.text.startswith("⏳") for p in thread[:-1])
+    assert thread[-1].text.startswith("✅ deployed api v2 to staging")
+    # Nothing about the job went anywhere but that thread.
+    outside = [p for p in fake_slack.posted if p.thread_ts is None and p is not head]
+    assert outside == []
+
+    # The head's status line followed the job to its end.
+    def status_lines() -> list[str]:
+        return [
+            b["elements"][0]["text"]
+            for u in fake_slack.updates_of(head.ts)
+            for b in u["blocks"]
+            if b.get("block_id") == "kajitori_status"
+        ]
+
+    await fake_slack.wait_for(lambda: any(s.startswith("✅") for s in status_lines()))
+    assert status_lines()[-1].startswith("✅ deployed api v2 to staging")
+    assert all(line.startswith("⏳") for line in status_lines()[:-1])
