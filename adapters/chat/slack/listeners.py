@@ -164,13 +164,13 @@ class SlackListeners:
             except Exception:
                 log.exception("replacing the buttons of request %s failed", decided.id)
             messages = messages[1:]  # the decision itself now shows on the request message
-        private = decided is None and result.outcome in PRIVATE_OUTCOMES
+        if decided is None and result.outcome in PRIVATE_OUTCOMES:
+            messages = [m.model_copy(update={"private": True}) for m in messages]
         chat = self._bot.services.chat
         for message in messages:
             if result.outcome is Outcome.STARTED and message.tone is Tone.PROGRESS:
                 continue  # "job N started": the job's head message in the channel says so
-            private_message = message.model_copy(update={"private": True})
-            await chat.reply(origin, private_message if private else message)
+            await chat.reply(origin, message)
 
     def _decision_line(
         self, request: ApprovalRequest, approved: bool, member: str, result: Result
