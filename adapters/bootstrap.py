@@ -92,10 +92,13 @@ async def build_bot(
     redactor = Redactor(settings.secret_values())
     _install_log_redaction(redactor)
     metrics = PrometheusMetrics()
+    # The config counts every attempt, as AWS_MAX_ATTEMPTS does; botocore's `max_attempts`
+    # counts the retries after the first.
+    retries = config.aws.max_attempts - 1
     aws = aws or AwsClients(
         endpoint_url=settings.aws_endpoint_url,
         retry_mode=config.aws.retry_mode,
-        max_attempts=config.aws.max_attempts,
+        max_attempts=retries,
     )
     aws.add_client_hook(metrics.observe_aws_client)
     store = store or await open_store(
@@ -103,7 +106,7 @@ async def build_bot(
         endpoint_url=aws.endpoint_url,
         client_hook=metrics.observe_aws_client,
         retry_mode=config.aws.retry_mode,
-        max_attempts=config.aws.max_attempts,
+        max_attempts=retries,
     )
     notifier = Notifier(redactor)
     for chat in chats:
@@ -135,9 +138,14 @@ async def build_bot(
         runner=runner,
         metrics=metrics,
     )
-    for name in EXTENSIONS:
-        module = __import__(name, fromlist=["extend"])
-        await module.extend(bot)
+    try:
+        for name in EXTENSIONS:
+            module = __import__(name, fromlist=["extend"])
+            await module.extend(bot)
+    except BaseException:
+        # A half-built bot must not keep the store's thread or AWS connections alive.
+        await bot.close()
+        raise
     return bot
 
 

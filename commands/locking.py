@@ -6,6 +6,7 @@ from bot.errors import Refused
 from bot.grammar import format_duration
 from bot.invocation import Context, LockKey
 from bot.messages import Message, Tone
+from bot.model import JobStatus
 from bot.spec import Arg, ArgKind, CommandSpec
 
 
@@ -47,10 +48,13 @@ async def unlock(ctx: Context) -> Message:
             f"{key} is locked by {holder.owner}; only they or an approver can unlock it",
             hint=f"ask {holder.owner}, or wait until the lease ends at {holder.expires_at:%H:%M} UTC",
         )
+    # The job may run on another replica: its record says whether it still runs (a lease
+    # its replica renews); the lock of a job whose replica is gone may be broken.
+    job = await services.store.get_job(holder.job_id) if holder.job_id is not None else None
     if (
-        holder.job_id is not None
-        and services.jobs is not None
-        and holder.job_id in services.jobs.running
+        job is not None
+        and job.status is JobStatus.RUNNING
+        and (job.lease_expires is None or job.lease_expires > services.clock.now())
     ):
         raise Refused(
             f"{key} is held by running job {holder.job_id}; it is released when the job ends"

@@ -42,9 +42,26 @@ class _QuietRequestHandler(MotoRequestHandler):
         pass
 
 
+class _SerializedDynamoDB:
+    """DynamoDB applies each write to an item atomically, conditions included; moto's backend
+    does not lock between the server's threads, so two conditional writes racing on one item
+    could both succeed. One DynamoDB request at a time restores AWS's behaviour."""
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+            with self._lock:
+                # Read the whole response inside the lock: the backend works while it is made.
+                return list(self._app(environ, start_response))
+        return self._app(environ, start_response)
+
+
 class _Server(ThreadedMotoServer):
     def _server_entry(self) -> None:
-        app = DomainDispatcherApplication(create_backend_app)
+        app = _SerializedDynamoDB(DomainDispatcherApplication(create_backend_app))
         self._server = make_server(
             self._ip_address, self._port, app, True, request_handler=_QuietRequestHandler
         )

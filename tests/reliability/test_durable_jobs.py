@@ -24,7 +24,7 @@ from bot.config import Config, Settings
 from bot.invocation import LockKey
 from bot.jobs import JobContext
 from bot.messages import Message
-from bot.model import DeployRecord, JobRecord, JobStatus, Outcome
+from bot.model import DeployRecord, JobRecord, JobStatus, Origin, Outcome
 from bot.ports.ecs import image_with_tag
 from bot.rollout import RolloutTiming
 from commands.deploy import ROLLOUT_TIMING
@@ -33,6 +33,7 @@ from tests.support.chat import Posted, RecordingChat
 from tests.support.clock import ShiftedClock
 
 REGION = "ap-northeast-1"
+BOB = Origin(adapter="local", channel="local", member="local:bob")
 LEASE = timedelta(seconds=1)
 TAKEOVER_INTERVAL = timedelta(seconds=0.1)
 
@@ -44,6 +45,7 @@ async def replica(
     state: Path,
     runner: str,
     chat: RecordingChat,
+    *,
     clock: Clock | None = None,
     takes_over: bool = True,
 ) -> AsyncIterator[Bot]:
@@ -186,8 +188,11 @@ async def test_a_replica_that_stops_hands_its_deploy_to_one_that_watches_it_to_t
             assert result.outcome is Outcome.STARTED and result.job is not None, result.text
             job_id = result.job.id
             await chat.wait_for(lambda _p: said(chat, "IN_PROGRESS"))
-            # While A renews its lease, B leaves the job alone.
+            # While A renews its lease, B leaves the job alone, and so does `unlock` on B.
             assert await b.jobs.take_over_expired() == []
+            unlock = await b.dispatcher.handle(BOB, "unlock api staging")
+            assert unlock.outcome is Outcome.REFUSED
+            assert f"held by running job {job_id}" in unlock.text
         finally:
             await a_context.__aexit__(None, None, None)  # replica A stops
 
@@ -348,11 +353,14 @@ async def test_a_runner_that_lost_its_job_stops_without_touching_it(
     chat = RecordingChat()
     state = tmp_path / "state.db"
     steps: list[int] = []
+    under_way = asyncio.Event()
 
     async def keeps_recording(job: JobContext) -> Message:
         while True:
             steps.append(len(steps))
             await job.save_state(step=len(steps))
+            if len(steps) >= 3:
+                under_way.set()
             await asyncio.sleep(0.05)
 
     # B's clock runs ten minutes ahead: it sees A's lease as run out while A still renews it,
@@ -361,10 +369,10 @@ async def test_a_runner_that_lost_its_job_stops_without_touching_it(
     ahead.advance(timedelta(minutes=10))
     async with (
         replica(demo_config, sandbox, state, "replica-a", chat, takes_over=False) as a,
-        replica(demo_config, sandbox, state, "replica-b", chat, ahead, takes_over=False) as b,
+        replica(demo_config, sandbox, state, "replica-b", chat, clock=ahead, takes_over=False) as b,
     ):
         record = await start_job(a, keeps_recording, title="keep recording")
-        await chat.wait_for(lambda _p: len(steps) >= 3)
+        await asyncio.wait_for(under_way.wait(), 10)
         assert await b.jobs.take_over_expired() == [record.id]
         assert await b.jobs.wait(record.id) is JobStatus.INTERRUPTED
         # A learns at its next write or heartbeat that the job is no longer its own.
