@@ -80,6 +80,4 @@ class DeployLocks:
         holder = await self.holder(key)
         if holder is not None and not (holder.owner == member and holder.job_id is None):
             now = self._clock.now()
-            raise Refused(
-                f"{key} is locked by {describe_holder(holder, now)}", hint=_hint(holder)
-            )
+            raise Refused(f"{key} is locked by {describe_holder(holder, now)}", hint=_hint(holder))

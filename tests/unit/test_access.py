@@ -67,4 +67,3 @@ def test_redaction_masks_secrets_inside_json_and_reprs() -> None:
     assert "p@ss" not in text and "w0rd" not in text and "abc" not in text
     assert '"username": "admin"' in text and "kajitori/main/admin" in text
     assert redactor.text("api-production:3 rolled out") == "api-production:3 rolled out"
-
