@@ -28,8 +28,8 @@ from bot.config import Settings, parse_config
 from tests.conftest import demo_data
 from tests.reliability.helpers import serving
 from tests.reliability.test_fuzz_grammar import ARGUMENTS, COMMAND_WORDS
-from tests.slack.fake_slack import FakeSlack, SlackSender
 from tests.support.chat import RecordingChat
+from tests.support.fake_slack import FakeSlack, SlackSender
 from tests.support.typetalk_api import TypetalkApi
 from tests.webhooks.conftest import typetalk_delivery
 

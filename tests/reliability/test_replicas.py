@@ -20,7 +20,7 @@ from adapters.sandbox import SandboxTiming
 from adapters.store.dynamodb import DynamoStore
 from bot.model import JobStatus
 from tests.conftest import demo_data
-from tests.slack.fake_slack import FakeSlack, Posted, SlackSender
+from tests.support.fake_slack import FakeSlack, Posted, SlackSender
 from tests.support.serve import ServeProcess
 
 REGION = "ap-northeast-1"

@@ -11,7 +11,7 @@ import pytest
 from adapters.store.sqlite import SqliteStore
 from bot.model import JobRecord
 from tests.conftest import demo_data
-from tests.slack.fake_slack import FakeSlack, SlackSender
+from tests.support.fake_slack import FakeSlack, SlackSender
 from tests.support.serve import ServeProcess
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"

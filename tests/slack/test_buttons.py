@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from tests.slack.conftest import jobs_in_store
-from tests.slack.fake_slack import FakeSlack, Posted, SlackSender
+from tests.support.fake_slack import FakeSlack, Posted, SlackSender
 
 
 def _request_message(fake_slack: FakeSlack) -> Posted | None:

@@ -14,7 +14,7 @@ from adapters.chat.slack.chat import SlackChat
 from bot.messages import Attachment, Button, Message, Tone
 from bot.model import Origin
 from tests.slack.conftest import BOT_TOKEN
-from tests.slack.fake_slack import CHANNEL, FakeSlack
+from tests.support.fake_slack import CHANNEL, FakeSlack
 
 ORIGIN = Origin(adapter="slack", channel=f"slack:{CHANNEL}", member="slack:U0ALICE")
 

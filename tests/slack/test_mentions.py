@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.slack.fake_slack import CHANNEL, FakeSlack, SlackSender
+from tests.support.fake_slack import CHANNEL, FakeSlack, SlackSender
 
 
 async def test_mentioned_deploy_runs_in_the_mentions_thread(

@@ -6,7 +6,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from tests.slack.conftest import jobs_in_store
-from tests.slack.fake_slack import FakeSlack, SlackSender
+from tests.support.fake_slack import FakeSlack, SlackSender
 
 
 async def test_slash_command_retried_three_times_and_redelivered_starts_one_job(

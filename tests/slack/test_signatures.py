@@ -7,7 +7,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from tests.slack.conftest import jobs_in_store
-from tests.slack.fake_slack import FakeSlack, SlackSender
+from tests.support.fake_slack import FakeSlack, SlackSender
 
 
 async def test_forged_signature_and_stale_timestamp_get_401_and_start_nothing(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.slack.fake_slack import CHANNEL, FakeSlack, SlackSender
+from tests.support.fake_slack import CHANNEL, FakeSlack, SlackSender
 
 
 async def test_slash_status_is_acknowledged_then_answered_in_the_channel(

@@ -18,7 +18,7 @@ from adapters.chat.slack import run_socket_mode
 from adapters.http.server import build_app
 from bot.config import Settings, parse_config
 from tests.slack.conftest import BOT_TOKEN, slack_config
-from tests.slack.fake_slack import FakeSlack, SlackSender
+from tests.support.fake_slack import FakeSlack, SlackSender
 
 APP_TOKEN = "xapp-1-A0KAJITORI-0000-socketmodetesttoken"
 

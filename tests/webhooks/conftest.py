@@ -16,7 +16,7 @@ import pytest
 import pytest_asyncio
 
 from tests.conftest import demo_data
-from tests.slack.fake_slack import FakeSlack
+from tests.support.fake_slack import FakeSlack
 from tests.support.serve import ServeProcess
 from tests.support.typetalk_api import TypetalkApi, TypetalkPost
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.slack.fake_slack import FakeSlack
+from tests.support.fake_slack import FakeSlack
 from tests.support.typetalk_api import TypetalkApi
 from tests.webhooks.conftest import CI_SECRET, RELEASES_TOPIC, Kajitori, module_server, sign
 
