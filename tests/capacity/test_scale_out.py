@@ -3,6 +3,7 @@ fleets, out and in, and the quota preflight that refuses before any change."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from typing import Any
 
@@ -118,6 +119,9 @@ async def test_scale_out_fleet_launches_tagged_instances_across_zones_healthy(
 
 async def test_scale_in_fleet_drains_then_terminates_the_newest(bot: Bot) -> None:
     seeded = {i["InstanceId"] for i in await fleet(bot)}
+    # EC2 reports launch times to the second: launch in a later second than the seed, so
+    # that "newest" is defined.
+    await asyncio.sleep(1.1)
     await run_job(bot, "scale out web staging +1")
     newest = {i["InstanceId"] for i in await fleet(bot)} - seeded
     assert len(newest) == 1
