@@ -26,7 +26,7 @@ from bot.grammar import CountChange
 from bot.invocation import Context, LockKey, Plan
 from bot.jobs import JobContext
 from bot.messages import Message
-from bot.ports.capacity import CapacityPorts, DbInstance, Instance, Quota
+from bot.ports.capacity import CapacityPorts, DbInstance, Instance, PollSchedule, Quota
 from bot.scaling import Fleet, to_remove
 from bot.spec import Arg, ArgKind, CommandSpec
 
@@ -95,6 +95,29 @@ def _plan(
 # scale out: ECS
 
 
+async def _wait_reporting(
+    job: JobContext,
+    read: Callable[[], Awaitable[tuple[str, bool]]],
+    *,
+    what: str,
+    timeout: float,
+    poll: PollSchedule,
+) -> None:
+    """Poll `read` (a progress line and whether the wait is over) until it is over, posting
+    each line that differs from the last one posted."""
+    last: str | None = None
+
+    async def settled() -> bool | None:
+        nonlocal last
+        line, done = await read()
+        if line != last:
+            last = line
+            await job.progress(line)
+        return True if done else None
+
+    await wait_until(settled, what=what, timeout=timeout, poll=poll)
+
+
 async def _fargate_vcpus(ports: CapacityPorts, region: str, vcpus: float, what: str) -> list[str]:
     """The headroom check for `vcpus` more Fargate vCPUs; Refused when short."""
     try:
@@ -129,19 +152,15 @@ async def _scale_ecs(
     async def body(job: JobContext) -> Message:
         await ports.ecs.set_desired_count(region, target, count)
         await job.progress(f"desired count {current} → {count}; waiting for tasks")
-        seen: list[tuple[int, int]] = []
 
-        async def settled() -> bool | None:
+        async def read() -> tuple[str, bool]:
             now = await ports.ecs.describe(region, target)
-            counts = (now.running, now.pending)
-            if not seen or seen[-1] != counts:
-                seen.append(counts)
-                await job.progress(f"running {now.running} of {count}, pending {now.pending}")
             done = now.running == count and now.pending == 0 and now.desired == count
-            return True if done else None
+            return f"running {now.running} of {count}, pending {now.pending}", done
 
-        await wait_until(
-            settled,
+        await _wait_reporting(
+            job,
+            read,
             what=f"{count} running tasks of {target.cluster}/{target.service}",
             timeout=service.timeout.total_seconds(),
             poll=ports.poll,
@@ -212,21 +231,16 @@ async def _scale_asg(
     async def body(job: JobContext) -> Message:
         await ports.autoscaling.set_capacity(region, group.name, count, raise_max)
         await job.progress(f"desired capacity {current} → {count}; waiting for instances")
-        seen: list[tuple[int, int]] = []
 
-        async def settled() -> bool | None:
+        async def read() -> tuple[str, bool]:
             now = await ports.autoscaling.group(region, group.name)
-            counts = (now.in_service, len(now.instances))
-            if not seen or seen[-1] != counts:
-                seen.append(counts)
-                await job.progress(
-                    f"in service {now.in_service} of {count} ({len(now.instances)} instances)"
-                )
             done = now.in_service == count and len(now.instances) == count
-            return True if done else None
+            line = f"in service {now.in_service} of {count} ({len(now.instances)} instances)"
+            return line, done
 
-        await wait_until(
-            settled,
+        await _wait_reporting(
+            job,
+            read,
             what=f"{count} instances in service in {group.name}",
             timeout=service.timeout.total_seconds(),
             poll=ports.poll,
