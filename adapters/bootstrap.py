@@ -1,78 +1,116 @@
 """The composition root: builds the whole bot from the config, and nothing else does.
 
-Tests build it the same way, with their own store, clock or chat adapters.
+This is the only module that imports concrete adapters. It builds the frozen `Services`,
+the kernel, the background tasks and the clean-ups in one pass, and hands the result to
+the entry points (`kajitori serve`, `shell`, `run`, `demo`) as a parameter. Tests build
+the bot the same way, with their own store, clock or chat adapters.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from adapters.cloud.aws import AwsClients, explain_aws_failure
-from adapters.cloud.ecs import AwsEcs
-from adapters.metrics import PrometheusMetrics
+from aiohttp import web
+
+from adapters.aws.capacity import AwsAutoScaling, AwsDatabases, AwsEc2, AwsTargetGroups
+from adapters.aws.clients import AwsClients, explain_aws_failure
+from adapters.aws.ecs import AwsEcs
+from adapters.aws.quotas import AwsQuotas
+from adapters.aws.secrets import AdminSecrets
+from adapters.chat import slack, typetalk
+from adapters.chat.slack import SlackConnection
+from adapters.chat.typetalk import TypetalkChat
+from adapters.http import health, server
+from adapters.prometheus import PrometheusMetrics
 from adapters.store import open_store
+from adapters.triggers import ci, github
+from adapters.triggers.common import TriggerChannels
+from adapters.tunnel.database_access import DatabaseAccess
+from adapters.tunnel.queries import TunnelReadQueries
+from adapters.tunnel.sessions import DbSessionManager
 from bot.clock import Clock, SystemClock
 from bot.config import Config, Settings
 from bot.dispatcher import Dispatcher
-from bot.jobs import JobManager
-from bot.locks import DeployLocks
+from bot.jobs.manager import JobManager
+from bot.kernel import Kernel
 from bot.notifier import Notifier
+from bot.polling import Polling
 from bot.ports.chat import ChatAdapter
 from bot.ports.store import Store
 from bot.redaction import RedactingFilter, Redactor
-from bot.services import Services
+from bot.services import Core, Services
+from bot.spec import Registry
 from commands import build_registry
+from commands.capacity.quota_watch import QuotaWatcher
 
 log = logging.getLogger(__name__)
 
-# Features add their ports here: each is called once with the half-built bot and may register
-# ports in `services.extra`, background tasks, and clean-ups.
-Extension = Callable[["Bot"], Awaitable[None]]
-EXTENSIONS: list[str] = [
-    "adapters.cloud.capacity",
-    "adapters.tunnel.extension",
-]
+Closer = Callable[[], Awaitable[None]]
 
 
 @dataclass
 class Bot:
-    services: Services
-    dispatcher: Dispatcher
-    aws: AwsClients
+    """The bot as built: the kernel, and the concrete parts that entry points and tests
+    need by their own type (the HTTP edges, the metrics, the database sessions)."""
+
+    kernel: Kernel
     settings: Settings
     runner: str
-    metrics: PrometheusMetrics = field(default_factory=PrometheusMetrics)
-    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    background: set[Any] = field(default_factory=set)
+    aws: AwsClients
+    metrics: PrometheusMetrics
+    db_sessions: DbSessionManager
+    read_queries: TunnelReadQueries
+    slack: SlackConnection | None
+    typetalk: TypetalkChat
+    quota_watch: QuotaWatcher | None = None
+    closers: list[Closer] = field(default_factory=list)
+    background: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    @property
+    def services(self) -> Services:
+        return self.kernel.services
 
     @property
     def config(self) -> Config:
-        return self.services.config
+        return self.kernel.config
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        return self.kernel.dispatcher
 
     @property
     def jobs(self) -> JobManager:
-        assert self.services.jobs is not None
-        return self.services.jobs
+        return self.kernel.jobs
+
+    def start_background(self, work: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(work)
+        task.set_name(name)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+        return task
 
     async def close(self) -> None:
         await self.jobs.shutdown()
-        for task in list(self.background):
+        tasks = list(self.background)
+        for task in tasks:
             task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         for closer in reversed(self.closers):
             try:
                 await closer()
             except Exception:
                 log.exception("closing %s failed", closer)
-        await self.aws.close()
-        await self.services.store.close()
 
 
 async def build_bot(
@@ -81,13 +119,16 @@ async def build_bot(
     *,
     store: Store | None = None,
     clock: Clock | None = None,
-    chats: list[ChatAdapter] = (),  # type: ignore[assignment]
+    chats: Sequence[ChatAdapter] = (),
     runner: str | None = None,
     lock_lease: timedelta | None = None,
     aws: AwsClients | None = None,
+    polling: Polling | None = None,
+    registry: Registry | None = None,
 ) -> Bot:
     """`lock_lease`: the lease of running jobs (their locks get twice as long); by default
-    the config's `jobs.lease`."""
+    the config's `jobs.lease`. `polling`: how jobs wait for AWS (tests make it quick).
+    `registry`: the commands (every feature's, unless a test adds its own)."""
     settings = settings or Settings()
     redactor = Redactor(settings.secret_values())
     _install_log_redaction(redactor)
@@ -101,51 +142,89 @@ async def build_bot(
         max_attempts=retries,
     )
     aws.add_client_hook(metrics.observe_aws_client)
-    store = store or await open_store(
-        config.store,
-        endpoint_url=aws.endpoint_url,
-        client_hook=metrics.observe_aws_client,
-        retry_mode=config.aws.retry_mode,
-        max_attempts=retries,
-    )
-    notifier = Notifier(redactor)
-    for chat in chats:
-        notifier.register(chat)
-    services = Services(
-        config=config,
-        store=store,
-        chat=notifier,
-        clock=clock or SystemClock(),
-        redactor=redactor,
-        ecs=AwsEcs(aws),
-        metrics=metrics,
-        explain_failure=explain_aws_failure,
-    )
-    registry = build_registry()
-    services.registry = registry
-    services.locks = DeployLocks(store, services.clock)
-    # Unique per process: replicas on one host must never share a name, or one would renew
-    # (and so keep) the jobs of another that died.
-    runner = runner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-    services.jobs = JobManager(services, runner=runner, lease=lock_lease or config.jobs.lease)
-    dispatcher = Dispatcher(services, registry)
-    services.dispatcher = dispatcher
-    bot = Bot(
-        services=services,
-        dispatcher=dispatcher,
-        aws=aws,
-        settings=settings,
-        runner=runner,
-        metrics=metrics,
-    )
+    closers: list[Closer] = [aws.close]
     try:
-        for name in EXTENSIONS:
-            module = __import__(name, fromlist=["extend"])
-            await module.extend(bot)
+        store = store or await open_store(
+            config.store,
+            endpoint_url=aws.endpoint_url,
+            client_hook=metrics.observe_aws_client,
+            retry_mode=config.aws.retry_mode,
+            max_attempts=retries,
+        )
+        closers.append(store.close)
+        slack_connection = slack.connect(settings)
+        if slack_connection is not None:
+            closers.append(slack_connection.close)
+        typetalk_chat = TypetalkChat(
+            settings.typetalk_api_url, settings.typetalk_token, bot_name=config.typetalk.bot
+        )
+        closers.append(typetalk_chat.close)
+        chat_adapters: list[ChatAdapter] = [typetalk_chat, *chats]
+        if slack_connection is not None:
+            chat_adapters.insert(0, slack_connection.chat)
+        people = Notifier(redactor, chat_adapters)
+        # What is said to a trigger (`github:acme/api`, `ci:jenkins`) goes to its channels.
+        notifier = people.with_adapters(
+            [TriggerChannels(name, people, config) for name in ("github", "ci")]
+        )
+        clock = clock or SystemClock()
+        core = Core(
+            config=config,
+            store=store,
+            chat=notifier,
+            clock=clock,
+            redactor=redactor,
+            metrics=metrics,
+        )
+        runner = runner or _runner_name()
+        database_access = DatabaseAccess(AdminSecrets(aws, redactor), clock)
+        db_sessions = DbSessionManager(core, database_access, runner)
+        read_queries = TunnelReadQueries(core, database_access)
+        services = Services(
+            **core.parts(),
+            ecs=AwsEcs(aws),
+            ec2=AwsEc2(aws),
+            target_groups=AwsTargetGroups(aws),
+            autoscaling=AwsAutoScaling(aws),
+            rds=AwsDatabases(aws),
+            quotas=AwsQuotas(aws),
+            db_sessions=db_sessions,
+            read_queries=read_queries,
+            polling=polling or Polling(),
+            explain_failure=explain_aws_failure,
+        )
+        kernel = Kernel.build(
+            services,
+            registry or build_registry(),
+            runner=runner,
+            lease=lock_lease or config.jobs.lease,
+        )
+        bot = Bot(
+            kernel=kernel,
+            settings=settings,
+            runner=runner,
+            aws=aws,
+            metrics=metrics,
+            db_sessions=db_sessions,
+            read_queries=read_queries,
+            slack=slack_connection,
+            typetalk=typetalk_chat,
+            closers=closers,
+        )
     except BaseException:
         # A half-built bot must not keep the store's thread or AWS connections alive.
-        await bot.close()
+        for closer in reversed(closers):
+            with contextlib.suppress(Exception):
+                await closer()
         raise
+    closers.append(read_queries.settled)
+    # Last, so it runs first at close: sessions end while the chat can still say so.
+    closers.append(db_sessions.close_all)
+    # What an earlier run left behind (tunnels, temporary users) goes at start.
+    db_sessions.startup_sweep = bot.start_background(db_sessions.sweep(), "db-sessions-sweep")
+    if config.quota_watch is not None:
+        bot.quota_watch = QuotaWatcher(services, services.quotas, config.quota_watch)
+        bot.start_background(bot.quota_watch.run(), "quota-watch")
     return bot
 
 
@@ -158,6 +237,47 @@ async def running_bot(
         yield bot
     finally:
         await bot.close()
+
+
+def build_web_app(bot: Bot) -> web.Application:
+    """`kajitori serve`'s one aiohttp application: health, metrics, Slack, Typetalk and
+    the GitHub and CI webhooks, each mounted here with what it needs."""
+    kernel, settings = bot.kernel, bot.settings
+    app = server.new_app(kernel)
+    health.mount(app, bot.metrics, kernel.jobs)
+    slack.mount(app, kernel, bot.slack, settings)
+    typetalk.mount(app, kernel, bot.typetalk, settings)
+    github.mount(app, kernel, settings)
+    ci.mount(app, kernel, settings)
+    return app
+
+
+async def serve(
+    config: Config,
+    settings: Settings,
+    *,
+    host: str = "0.0.0.0",
+    port: int = 3000,
+    socket_mode: bool = False,
+) -> None:
+    """`kajitori serve`: the bot behind its HTTP server until SIGTERM or SIGINT."""
+    bot = await build_bot(config, settings)
+    # A server takes over the jobs of replicas that stopped, and hands its own over when it
+    # stops; a shell or `run` does neither, as it leaves soon.
+    bot.start_background(bot.jobs.take_over_forever(config.jobs.takeover_interval), "takeovers")
+    app = build_web_app(bot)
+    if socket_mode:
+        bot.start_background(slack.run_socket_mode(app, settings), "slack-socket-mode")
+    try:
+        await server.run(app, host=host, port=port)
+    finally:
+        await bot.close()
+
+
+def _runner_name() -> str:
+    # Unique per process: replicas on one host must never share a name, or one would renew
+    # (and so keep) the jobs of another that died.
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 _installed: set[int] = set()

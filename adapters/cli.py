@@ -20,7 +20,7 @@ from bot.model import JobStatus, Origin, Outcome
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
-DEMO_CONFIG = Path(__file__).parent / "sandbox" / "demo.yaml"
+DEMO_CONFIG = Path(__file__).parent.parent / "sandbox" / "demo.yaml"
 
 
 def _default_member() -> str:
@@ -93,8 +93,8 @@ def _demo_member(config: Config, requested: str | None) -> str:
 
 
 async def _demo(args: argparse.Namespace) -> int:
-    from adapters.sandbox import Sandbox
     from adapters.store.sqlite import SqliteStore
+    from sandbox import Sandbox
 
     sandbox = Sandbox(port=0)
     await asyncio.to_thread(sandbox.start)
@@ -113,7 +113,7 @@ async def _demo(args: argparse.Namespace) -> int:
 
 
 async def _sandbox(args: argparse.Namespace) -> int:
-    from adapters.sandbox import Sandbox
+    from sandbox import Sandbox
 
     sandbox = Sandbox(port=args.port)
     await asyncio.to_thread(sandbox.start)
@@ -128,7 +128,7 @@ async def _sandbox(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    from adapters.http.server import serve
+    from adapters.bootstrap import serve
 
     config = _load(args.config)
     await serve(config, Settings(), host=args.host, port=args.port, socket_mode=args.socket_mode)

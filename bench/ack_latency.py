@@ -46,7 +46,7 @@ from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO_CONFIG = ROOT / "adapters" / "sandbox" / "demo.yaml"
+DEMO_CONFIG = ROOT / "sandbox" / "demo.yaml"
 SECRET = "bench-signing-secret-0123456789abcdef"
 TOKEN = "xoxb-0000000000-1111111111-benchbottoken"
 MEMBER = "UBENCH"
@@ -142,7 +142,7 @@ async def bare_aiohttp(port: int) -> None:
 def sandbox(port: int, jobs: int, step: float) -> None:
     import boto3
 
-    from adapters.sandbox import Sandbox, SandboxTiming
+    from sandbox import Sandbox, SandboxTiming
 
     # Blocked before moto's threads start, so that only sigwait below receives them.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})

@@ -28,9 +28,9 @@ os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
 
 from adapters.bootstrap import running_bot
-from adapters.sandbox import Sandbox, SandboxTiming
 from bot.config import Settings, parse_config
 from bot.model import Origin, Outcome
+from sandbox import Sandbox, SandboxTiming
 from tests.support.aws_proxy import AwsProxy
 
 REGIONS = ("ap-northeast-1", "us-east-1", "eu-west-1")

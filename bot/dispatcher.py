@@ -11,9 +11,10 @@ import logging
 import secrets
 from dataclasses import dataclass, field
 
-from bot.errors import KajitoriError, OperationFailed, Refused, UsageError
+from bot.errors import KajitoriError, Refused, failure_reply
 from bot.grammar import format_duration
-from bot.invocation import Context, Plan
+from bot.jobs.locks import DeployLocks
+from bot.jobs.manager import JobManager
 from bot.messages import Button, Message, Tone
 from bot.model import (
     ApprovalRequest,
@@ -24,8 +25,9 @@ from bot.model import (
     RequestKind,
     RequestStatus,
 )
+from bot.plan import Plan
 from bot.services import Services
-from bot.spec import ParsedCommand, Registry
+from bot.spec import Context, Decision, ParsedCommand, Registry
 
 log = logging.getLogger(__name__)
 
@@ -43,55 +45,32 @@ class Result:
         return "\n".join(m.plain() for m in self.messages)
 
 
-@dataclass(frozen=True)
-class StartedJob:
-    """A handler's answer when it started (or resumed) a job itself, e.g. `approve`."""
-
-    result: Result
-
-
 class Dispatcher:
-    def __init__(self, services: Services, registry: Registry) -> None:
+    def __init__(
+        self, services: Services, registry: Registry, locks: DeployLocks, jobs: JobManager
+    ) -> None:
         self.services = services
         self.registry = registry
+        self.locks = locks
+        self.jobs = jobs
 
     async def handle(self, origin: Origin, text: str, *, approved_by: str | None = None) -> Result:
         command: ParsedCommand | None = None
         try:
             command = self.registry.parse(text)
             result = await self._run(origin, command, approved_by)
-        except UsageError as error:
-            lines = [error.message]
-            if error.usage:
-                lines.append(f"usage: {error.usage}")
-            if error.hint:
-                lines.append(error.hint)
-            result = Result(Outcome.USAGE, [Message(text="\n".join(lines), tone=Tone.WARNING)])
-        except Refused as error:
-            result = Result(Outcome.REFUSED, [Message(text=str(error), tone=Tone.FAILURE)])
-        except OperationFailed as error:
-            result = Result(Outcome.FAILED, [Message(text=str(error), tone=Tone.FAILURE)])
-        except KajitoriError as error:
-            result = Result(Outcome.FAILED, [Message(text=str(error), tone=Tone.FAILURE)])
         except Exception as error:
-            explained = self.services.explain_failure(error)
-            error_id = secrets.token_hex(4)
-            if explained is not None:
-                log.warning("%s (%s, from %s)", explained, error_id, origin.member, exc_info=True)
-                result = Result(Outcome.FAILED, [Message(text=explained, tone=Tone.FAILURE)])
-            else:
+            outcome, text = failure_reply(error, self.services.explain_failure)
+            if outcome is Outcome.ERROR:
+                error_id = secrets.token_hex(4)
                 log.exception(
                     "internal error %s handling a command from %s", error_id, origin.member
                 )
-                result = Result(
-                    Outcome.ERROR,
-                    [
-                        Message(
-                            text=f"internal error {error_id} (details are in the logs)",
-                            tone=Tone.FAILURE,
-                        )
-                    ],
-                )
+                text = f"internal error {error_id} (details are in the logs)"
+            elif outcome is Outcome.FAILED and not isinstance(error, KajitoriError):
+                log.warning("%s (from %s)", text, origin.member, exc_info=True)
+            tone = Tone.WARNING if outcome is Outcome.USAGE else Tone.FAILURE
+            result = Result(outcome, [Message(text=text, tone=tone)])
         result.command = command
         self.services.metrics.command_handled(
             command.spec.name if command else "unknown", result.outcome.value
@@ -125,22 +104,27 @@ class Dispatcher:
         access.check_member(origin.member)
         if not spec.open_to_all:
             access.check_permission(origin.member, spec.permission, command.env)
-        ctx = Context(command=command, origin=origin, services=services, approved_by=approved_by)
+        ctx = Context(
+            command=command,
+            origin=origin,
+            services=services,
+            locks=self.locks,
+            jobs=self.jobs,
+            registry=self.registry,
+            approved_by=approved_by,
+        )
         answer = await spec.handler(ctx)
-        if isinstance(answer, StartedJob):
-            return answer.result
+        if isinstance(answer, Decision):
+            return await self.decide(origin, answer.request_id, answer.approve)
         if isinstance(answer, Message):
             return Result(Outcome.OK, [answer])
-        if isinstance(answer, Plan):
-            return await self._plan(ctx, answer)
-        raise TypeError(f"handler of {spec.name} returned {type(answer).__name__}")
+        return await self._plan(ctx, answer)
 
     async def _plan(self, ctx: Context, plan: Plan) -> Result:
         services = self.services
-        assert services.locks is not None and services.jobs is not None
         command = ctx.command
         for key in plan.locks:
-            await services.locks.check_free_for(key, ctx.member)
+            await self.locks.check_free_for(key, ctx.member)
         env_name = command.env
         protected = env_name is not None and services.config.environment(env_name).protected
         needs_approval = protected and ctx.approved_by is None
@@ -157,7 +141,7 @@ class Dispatcher:
             return await self._request(ctx, plan, RequestKind.APPROVAL)
         if needs_confirmation:
             return await self._request(ctx, plan, RequestKind.CONFIRMATION)
-        job = await services.jobs.start(ctx, plan)
+        job = await self.jobs.start(plan, origin=ctx.origin, command=command.text)
         by = f" (approved by {ctx.approved_by})" if ctx.approved_by else ""
         return Result(
             Outcome.STARTED,
@@ -270,6 +254,7 @@ class Dispatcher:
             ):
                 await services.chat.reply(request.origin, message)
             return Result(Outcome.OK, [message], request=request)
+        # The request's command runs again as its requester, now approved.
         result = await self.handle(request.origin, request.command, approved_by=approver.member)
         verb_done = "approved" if request.kind is RequestKind.APPROVAL else "confirmed"
         decided = Message(

@@ -1,4 +1,17 @@
-"""The errors a user can act on. Everything else is an internal error with a job id."""
+"""The errors a user can act on, and the one place that turns an error into a reply.
+
+Everything else is an internal error, answered with a reference to the logs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from bot.model import Outcome
+
+# Says what went wrong when an unexpected error is one a person can understand (AWS still
+# throttling after every retry); None leaves it an internal error.
+Explain = Callable[[BaseException], str | None]
 
 
 class KajitoriError(Exception):
@@ -35,3 +48,25 @@ class ConfigError(Exception):
     def __init__(self, errors: list[str]) -> None:
         super().__init__("\n".join(errors))
         self.errors = errors
+
+
+def failure_reply(error: BaseException, explain: Explain) -> tuple[Outcome, str]:
+    """The outcome and the words for a command or job that ended with `error`.
+
+    `Outcome.ERROR` (with no words) is an internal error: the caller logs it with the
+    traceback and answers with a reference to the logs, never with the error's text."""
+    if isinstance(error, UsageError):
+        lines = [error.message]
+        if error.usage:
+            lines.append(f"usage: {error.usage}")
+        if error.hint:
+            lines.append(error.hint)
+        return Outcome.USAGE, "\n".join(lines)
+    if isinstance(error, Refused):
+        return Outcome.REFUSED, str(error)
+    if isinstance(error, KajitoriError):
+        return Outcome.FAILED, str(error)
+    explained = explain(error)
+    if explained is not None:
+        return Outcome.FAILED, explained
+    return Outcome.ERROR, ""

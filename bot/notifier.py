@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 from bot.messages import Message
 from bot.model import Origin
@@ -13,12 +14,13 @@ log = logging.getLogger(__name__)
 
 
 class Notifier:
-    def __init__(self, redactor: Redactor) -> None:
-        self._adapters: dict[str, ChatAdapter] = {}
+    def __init__(self, redactor: Redactor, adapters: Iterable[ChatAdapter]) -> None:
+        self._adapters = {adapter.name: adapter for adapter in adapters}
         self._redactor = redactor
 
-    def register(self, adapter: ChatAdapter) -> None:
-        self._adapters[adapter.name] = adapter
+    def with_adapters(self, adapters: Iterable[ChatAdapter]) -> Notifier:
+        """A notifier that also speaks through `adapters` (which may use this one)."""
+        return Notifier(self._redactor, [*self._adapters.values(), *adapters])
 
     def adapter_for(self, name: str) -> ChatAdapter | None:
         return self._adapters.get(name)

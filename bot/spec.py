@@ -1,7 +1,9 @@
 """Command specs: what a command is called, takes, needs, and which handler runs it.
 
-Each module in `commands/` declares one or more `CommandSpec`s; the registry, the parser,
+Each feature package in `commands/` declares its `CommandSpec`s; the registry, the parser,
 `help` and the access check all read from them, so a command is described in one place.
+A handler receives a `Context` and answers with a `Message`, a `Plan` (something to change,
+which the dispatcher puts through the guardrails) or a `Decision` on a pending request.
 """
 
 from __future__ import annotations
@@ -11,13 +13,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bot.errors import UsageError
 from bot.grammar import FLAGS, CountChange, Token, parse_count, parse_duration, tokenize
-
-if TYPE_CHECKING:
-    from bot.invocation import Handler, JobBody
+from bot.jobs.locks import DeployLocks
+from bot.jobs.manager import JobManager
+from bot.messages import Message
+from bot.model import Origin
+from bot.plan import JobBody, Plan
+from bot.services import Services
 
 
 class ArgKind(StrEnum):
@@ -45,8 +50,6 @@ class CommandSpec:
     permission: str  # checked as "PERMISSION:ENV" when the command names an environment
     args: tuple[Arg, ...] = ()
     flags: frozenset[str] = frozenset()
-    # Whether a change to AWS can follow (approval on protected environments, locks, dry-run).
-    mutating: bool = False
     # Members need no permission (help); approvals are checked by their own rule.
     open_to_all: bool = False
     examples: tuple[str, ...] = ()
@@ -208,4 +211,32 @@ def _convert(arg: Arg, token: Token, fail: Callable[[str], UsageError]) -> objec
     return token.value
 
 
-AsyncHandler = Callable[..., Awaitable[Any]]
+@dataclass(frozen=True)
+class Decision:
+    """A handler's answer that decides a pending request (`approve 3`, `deny 3`)."""
+
+    request_id: int
+    approve: bool
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a handler receives: the parsed command, who asked from where, the ports, and the
+    kernel's own parts (locks, jobs, the registry) for the commands about them."""
+
+    command: ParsedCommand
+    origin: Origin
+    services: Services
+    locks: DeployLocks
+    jobs: JobManager
+    registry: Registry
+    # The member who approved or confirmed this run, if any.
+    approved_by: str | None = None
+
+    @property
+    def member(self) -> str:
+        return self.origin.member
+
+
+Answer = Message | Plan | Decision
+Handler = Callable[[Context], Awaitable[Answer]]

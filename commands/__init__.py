@@ -1,30 +1,22 @@
-"""One module per chat command; each declares `SPECS`, found here by module discovery."""
+"""The features, each a package with its chat commands beside its domain logic.
+
+Each feature declares `SPECS` (its commands) and may declare `RESUMERS` (by plan kind,
+what takes its jobs over when the replica running them stopped); the registry lists them
+here, in the order `help` shows them.
+"""
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
+from bot.spec import Registry
+from commands import admin, capacity, database, deploy
 
-from bot.spec import CommandSpec, Registry
-
-
-def all_specs() -> list[CommandSpec]:
-    specs: list[CommandSpec] = []
-    for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if module_info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{__name__}.{module_info.name}")
-        specs.extend(getattr(module, "SPECS", []))
-    return specs
+FEATURES = (deploy, capacity, database, admin)
 
 
 def build_registry() -> Registry:
     registry = Registry()
-    for spec in all_specs():
-        registry.add(spec)
-    # A module that can resume its jobs on another replica declares `RESUMERS` by plan kind.
-    for module_info in pkgutil.iter_modules(__path__):
-        if not module_info.name.startswith("_"):
-            module = importlib.import_module(f"{__name__}.{module_info.name}")
-            registry.resumers.update(getattr(module, "RESUMERS", {}))
+    for feature in FEATURES:
+        for spec in feature.SPECS:
+            registry.add(spec)
+        registry.resumers.update(getattr(feature, "RESUMERS", {}))
     return registry

@@ -15,7 +15,7 @@ from adapters.bootstrap import Bot, build_bot
 from bot.config import Config, Settings, parse_config
 from tests.support.chat import RecordingChat
 
-DEMO_CONFIG = Path(__file__).parent.parent / "adapters" / "sandbox" / "demo.yaml"
+DEMO_CONFIG = Path(__file__).parent.parent / "sandbox" / "demo.yaml"
 
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
@@ -24,7 +24,7 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "ap-northeast-1")
 
 @pytest.fixture(scope="session")
 def sandbox_server() -> Iterator[Any]:
-    from adapters.sandbox import Sandbox, SandboxTiming
+    from sandbox import Sandbox, SandboxTiming
 
     sandbox = Sandbox(port=0, timing=SandboxTiming.fast())
     sandbox.start()
@@ -35,7 +35,7 @@ def sandbox_server() -> Iterator[Any]:
 @pytest.fixture
 def sandbox(sandbox_server: Any) -> Any:
     """The sandbox, freshly reset to the demo seed and the fast timing."""
-    from adapters.sandbox import SandboxTiming
+    from sandbox import SandboxTiming
 
     sandbox_server.set_timing(SandboxTiming.fast())
     sandbox_server.reset()

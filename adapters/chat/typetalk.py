@@ -23,8 +23,6 @@ import aiohttp
 from aiohttp import web
 from pydantic import BaseModel, Field, SecretStr
 
-from adapters.bootstrap import Bot
-from adapters.http.server import BOT_KEY
 from adapters.triggers.common import (
     WebhookHandler,
     guarded,
@@ -33,6 +31,7 @@ from adapters.triggers.common import (
     read_body,
 )
 from bot.config import Settings
+from bot.kernel import Kernel
 from bot.messages import Message, Tone, render_table
 from bot.model import Origin
 
@@ -284,10 +283,9 @@ def _secret_given(request: web.Request, secret: SecretStr) -> bool:
     return matched
 
 
-def typetalk_handler(chat: TypetalkChat, secret: SecretStr | None) -> WebhookHandler:
+def typetalk_handler(bot: Kernel, chat: TypetalkChat, secret: SecretStr | None) -> WebhookHandler:
     @guarded
     async def typetalk_webhook(request: web.Request) -> web.StreamResponse:
-        bot: Bot = request.app[BOT_KEY]
         if secret is None or not _secret_given(request, secret):
             log.warning("typetalk webhook refused: no or wrong shared secret")
             return json_error(401, "the shared secret is missing or wrong (?token= or Basic)")
@@ -326,14 +324,9 @@ def typetalk_handler(chat: TypetalkChat, secret: SecretStr | None) -> WebhookHan
     return typetalk_webhook
 
 
-async def setup(app: web.Application, bot: Bot, settings: Settings) -> None:
-    chat = TypetalkChat(
-        settings.typetalk_api_url, settings.typetalk_token, bot_name=bot.config.typetalk.bot
-    )
-    bot.services.chat.register(chat)
-    bot.closers.append(chat.close)
+def mount(app: web.Application, bot: Kernel, chat: TypetalkChat, settings: Settings) -> None:
     if settings.typetalk_webhook_secret is None:
         log.warning("TYPETALK_WEBHOOK_SECRET is not set: %s refuses every request", PATH)
     if settings.typetalk_token is None:
         log.warning("TYPETALK_TOKEN is not set: job progress cannot be posted to Typetalk")
-    app.router.add_post(PATH, typetalk_handler(chat, settings.typetalk_webhook_secret))
+    app.router.add_post(PATH, typetalk_handler(bot, chat, settings.typetalk_webhook_secret))

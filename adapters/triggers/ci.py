@@ -17,8 +17,6 @@ from typing import Annotated
 from aiohttp import web
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
-from adapters.bootstrap import Bot
-from adapters.http.server import BOT_KEY
 from adapters.triggers.common import (
     HTTP_STATUS,
     IMAGE_TAG,
@@ -28,11 +26,12 @@ from adapters.triggers.common import (
     json_error,
     parse_json_body,
     read_body,
-    register_channels,
     run_trigger_deploy,
     signature_matches,
+    warn_unannounced,
 )
 from bot.config import Settings
+from bot.kernel import Kernel
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +70,9 @@ class CiDeploy(BaseModel):
     url: Annotated[str, AfterValidator(_link)] | None = None
 
 
-def ci_handler(settings: Settings) -> WebhookHandler:
+def ci_handler(bot: Kernel, settings: Settings) -> WebhookHandler:
     @guarded
     async def ci_webhook(request: web.Request) -> web.StreamResponse:
-        bot: Bot = request.app[BOT_KEY]
         name = request.match_info["name"]
         body = await read_body(request)
         if isinstance(body, web.Response):
@@ -120,10 +118,10 @@ def ci_handler(settings: Settings) -> WebhookHandler:
     return ci_webhook
 
 
-async def setup(app: web.Application, bot: Bot, settings: Settings) -> None:
-    register_channels(bot, "ci")
+def mount(app: web.Application, bot: Kernel, settings: Settings) -> None:
+    warn_unannounced(bot.config, "ci")
     for name in sorted({t.ci for t in bot.config.triggers if t.ci is not None}):
         if settings.ci_secret(name) is None:
             variable = f"KAJITORI_CI_SECRET_{name.upper().replace('-', '_')}"
             log.warning("%s is not set: every request for ci:%s is refused", variable, name)
-    app.router.add_post(PATH, ci_handler(settings))
+    app.router.add_post(PATH, ci_handler(bot, settings))

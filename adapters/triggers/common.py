@@ -23,9 +23,9 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from adapters.bootstrap import Bot
 from bot.config import Config, Trigger
 from bot.dispatcher import Result
+from bot.kernel import Kernel
 from bot.messages import Message, Tone
 from bot.model import Origin, Outcome
 from bot.notifier import Notifier
@@ -150,12 +150,9 @@ async def announce_in(notifier: Notifier, channels: list[str], message: Message)
     return [thread for thread in announced if thread is not None]
 
 
-def register_channels(bot: Bot, name: str) -> None:
-    """Answers to the `name` triggers (`github`, `ci`) go to their channels."""
-    notifier = bot.services.chat
-    if notifier.adapter_for(name) is None:
-        notifier.register(TriggerChannels(name, notifier, bot.config))
-    for trigger in bot.config.triggers:
+def warn_unannounced(config: Config, name: str) -> None:
+    """Say at start which `name` triggers (`github`, `ci`) announce their deploys nowhere."""
+    for trigger in config.triggers:
         if trigger.member.startswith(f"{name}:") and not trigger.channels:
             log.warning(
                 "trigger %s has no channels: its deploys are announced nowhere", trigger.member
@@ -200,7 +197,7 @@ class TriggerOutcome:
         return answer
 
 
-async def run_trigger_deploy(bot: Bot, deploy: TriggerDeploy) -> TriggerOutcome:
+async def run_trigger_deploy(bot: Kernel, deploy: TriggerDeploy) -> TriggerOutcome:
     """Announce the deploy in the trigger's channels, then run it as the trigger's member."""
     trigger = deploy.trigger
     target = trigger.deploy
@@ -227,7 +224,7 @@ async def run_trigger_deploy(bot: Bot, deploy: TriggerDeploy) -> TriggerOutcome:
     return outcome
 
 
-def _outcome(bot: Bot, trigger: Trigger, command: str, result: Result) -> TriggerOutcome:
+def _outcome(bot: Kernel, trigger: Trigger, command: str, result: Result) -> TriggerOutcome:
     return TriggerOutcome(
         member=trigger.member,
         command=command,

@@ -17,8 +17,6 @@ from fnmatch import fnmatchcase
 from aiohttp import web
 from pydantic import BaseModel
 
-from adapters.bootstrap import Bot
-from adapters.http.server import BOT_KEY
 from adapters.triggers.common import (
     IMAGE_TAG,
     TriggerDeploy,
@@ -27,11 +25,12 @@ from adapters.triggers.common import (
     json_error,
     parse_json_body,
     read_body,
-    register_channels,
     run_trigger_deploy,
     signature_matches,
+    warn_unannounced,
 )
 from bot.config import Config, GithubTrigger, Settings, Trigger
+from bot.kernel import Kernel
 
 log = logging.getLogger(__name__)
 
@@ -163,12 +162,11 @@ def _match(config: Config, event: str, body: bytes) -> Matches | web.Response:
     return release if isinstance(release, web.Response) else match_release(config, release)
 
 
-def github_handler(settings: Settings) -> WebhookHandler:
+def github_handler(bot: Kernel, settings: Settings) -> WebhookHandler:
     secret = settings.github_webhook_secret
 
     @guarded
     async def github_webhook(request: web.Request) -> web.StreamResponse:
-        bot: Bot = request.app[BOT_KEY]
         body = await read_body(request)
         if isinstance(body, web.Response):
             return body
@@ -215,8 +213,8 @@ def github_handler(settings: Settings) -> WebhookHandler:
     return github_webhook
 
 
-async def setup(app: web.Application, bot: Bot, settings: Settings) -> None:
-    register_channels(bot, "github")
+def mount(app: web.Application, bot: Kernel, settings: Settings) -> None:
+    warn_unannounced(bot.config, "github")
     if settings.github_webhook_secret is None:
         log.warning("GITHUB_WEBHOOK_SECRET is not set: %s refuses every delivery", PATH)
-    app.router.add_post(PATH, github_handler(settings))
+    app.router.add_post(PATH, github_handler(bot, settings))

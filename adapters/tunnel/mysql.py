@@ -24,7 +24,7 @@ import aiomysql
 import pymysql
 from pymysql.constants import COMMAND
 
-from adapters.cloud.secrets import AdminCredentials
+from adapters.aws.secrets import AdminCredentials
 from bot.errors import OperationFailed
 from bot.ports.database import QueryResult
 

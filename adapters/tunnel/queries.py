@@ -7,7 +7,7 @@ import logging
 import secrets
 from datetime import timedelta
 
-from adapters.tunnel.access import (
+from adapters.tunnel.database_access import (
     ADMIN_BIND,
     Cleanups,
     DatabaseAccess,
@@ -18,7 +18,7 @@ from adapters.tunnel.access import (
 from adapters.tunnel.mysql import QUERY_GRACE, TemporaryUser, run_read_query
 from bot.errors import OperationFailed
 from bot.ports.database import DatabaseTarget, QueryResult
-from bot.services import Services
+from bot.services import Core
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ SETUP_TIMEOUT = 60.0
 
 
 class TunnelReadQueries:
-    def __init__(self, services: Services, access: DatabaseAccess) -> None:
+    def __init__(self, services: Core, access: DatabaseAccess) -> None:
         self._services = services
         self._access = access
         self._cleanups = Cleanups()

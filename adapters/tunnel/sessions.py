@@ -16,7 +16,7 @@ import socket
 from dataclasses import dataclass
 from datetime import timedelta
 
-from adapters.tunnel.access import (
+from adapters.tunnel.database_access import (
     Cleanups,
     DatabaseAccess,
     Progress,
@@ -30,7 +30,7 @@ from bot.errors import OperationFailed, Refused
 from bot.messages import Message, Tone
 from bot.model import AuditRecord, DbSessionRecord, Origin
 from bot.ports.database import DatabaseTarget, SessionGrant
-from bot.services import Services
+from bot.services import Core
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def runner_host(runner: str) -> str:
 
 
 class DbSessionManager:
-    def __init__(self, services: Services, access: DatabaseAccess, runner: str) -> None:
+    def __init__(self, services: Core, access: DatabaseAccess, runner: str) -> None:
         self._services = services
         self._access = access
         self._runner = runner

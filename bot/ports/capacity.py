@@ -5,28 +5,36 @@ quotas and their usage."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
 from pydantic import BaseModel, Field
 
-from bot.config import EcsTarget
-
 # Tags that mark the instances of a fleet (EC2 without Auto Scaling).
 SERVICE_TAG = "kajitori:service"
 ENV_TAG = "kajitori:env"
+# Service quota codes kajitori reads.
+EC2_STANDARD_VCPUS = "L-1216C47A"
+EC2_ELASTIC_IPS = "L-0263D0A3"
+VPCS_PER_REGION = "L-F678F1CE"
+ALBS_PER_REGION = "L-53DA6B97"
+TARGET_GROUPS_PER_REGION = "L-B22855CB"
+AUTO_SCALING_GROUPS_PER_REGION = "L-CDE20ADC"
+FARGATE_VCPUS = "L-3032A538"
+
+# The On-Demand Standard bucket counts families A, C, D, H, I, M, R, T and Z; a few
+# families that share a first letter have quotas of their own.
+_STANDARD_FIRST_LETTERS = frozenset("acdhimrtz")
+_OTHER_BUCKETS = ("mac", "inf", "trn", "dl", "hpc")
+
+
+def is_standard_on_demand(instance_type: str) -> bool:
+    name = instance_type.lower()
+    return name[:1] in _STANDARD_FIRST_LETTERS and not name.startswith(_OTHER_BUCKETS)
+
+
 # The scope of account-wide Route 53 limits in a `LimitUsage` (others are regions).
 ROUTE53_SCOPE = "route53"
-
-
-class EcsCapacity(BaseModel):
-    desired: int
-    running: int
-    pending: int
-    deployments: int  # how many deployments the service has (1 when steady)
-    launch_type: str  # FARGATE, EC2, EXTERNAL, or CAPACITY_PROVIDER
-    task_vcpus: float | None  # from the task definition's `cpu`, when it says
 
 
 class InstanceType(BaseModel):
@@ -139,11 +147,6 @@ class LimitReport(BaseModel):
     failures: list[str] = Field(default_factory=list)
 
 
-class EcsCapacityPort(Protocol):
-    async def describe(self, region: str, target: EcsTarget) -> EcsCapacity: ...
-    async def set_desired_count(self, region: str, target: EcsTarget, count: int) -> None: ...
-
-
 class Ec2Port(Protocol):
     async def instance_types(self, region: str, names: Sequence[str]) -> dict[str, InstanceType]:
         """The known types among `names`; an unknown name is missing from the result."""
@@ -218,34 +221,3 @@ class QuotaPort(Protocol):
 
     async def limits(self, regions: Sequence[str]) -> LimitReport:
         """Every limit `limits` shows, for these regions and the account's hosted zones."""
-
-
-@dataclass(frozen=True)
-class PollSchedule:
-    """How often a job looks again while it waits for AWS: quickly first, then less often."""
-
-    first: float = 0.2
-    factor: float = 1.5
-    longest: float = 5.0
-
-    def delays(self) -> list[float]:
-        """The first delays, up to and including the longest; the longest repeats after."""
-        delays, delay = [], self.first
-        while delay < self.longest:
-            delays.append(delay)
-            delay *= self.factor
-        delays.append(self.longest)
-        return delays
-
-
-@dataclass
-class CapacityPorts:
-    """Everything capacity commands use, registered as `services.extra["capacity"]`."""
-
-    ecs: EcsCapacityPort
-    ec2: Ec2Port
-    target_groups: TargetGroupPort
-    autoscaling: AutoScalingPort
-    databases: DatabaseCapacityPort
-    quotas: QuotaPort
-    poll: PollSchedule = PollSchedule()

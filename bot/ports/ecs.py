@@ -119,8 +119,21 @@ def task_definition_name(arn: str) -> str:
     return arn.rsplit("/", 1)[-1]
 
 
+class EcsCapacity(BaseModel):
+    desired: int
+    running: int
+    pending: int
+    deployments: int  # how many deployments the service has (1 when steady)
+    launch_type: str  # FARGATE, EC2, EXTERNAL, or CAPACITY_PROVIDER
+    task_vcpus: float | None  # from the task definition's `cpu`, when it says
+
+
 class EcsPort(Protocol):
     async def describe_service(self, region: str, target: EcsTarget) -> EcsServiceState: ...
+    async def describe_capacity(self, region: str, target: EcsTarget) -> EcsCapacity:
+        """Counts, launch type and task size: what scaling out needs."""
+
+    async def set_desired_count(self, region: str, target: EcsTarget, count: int) -> None: ...
 
     async def find_image(
         self, region: str, repository: str, tag: str, registry_id: str | None = None

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from adapters.cloud.aws import AwsClients
+from adapters.aws.clients import AwsClients
 from tests.support.aws_proxy import AwsProxy
 
 REGION = "ap-northeast-1"

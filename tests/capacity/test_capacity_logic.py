@@ -6,16 +6,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.capacity import (
+from bot.errors import Refused
+from bot.polling import Polling
+from bot.ports.capacity import Instance, LimitUsage, Quota, is_standard_on_demand
+from commands.capacity.sizing import (
     Headroom,
     check_headroom,
     crossed_level,
-    is_standard_on_demand,
     newest_first,
     spread,
 )
-from bot.errors import Refused
-from bot.ports.capacity import Instance, LimitUsage, PollSchedule, Quota
 
 VCPUS = Quota(
     service_code="ec2", code="L-1216C47A", name="Running On-Demand", value=64, applied=True
@@ -101,5 +101,5 @@ def test_limit_usage_percent_of_an_empty_limit() -> None:
 
 
 def test_poll_schedule_backs_off_to_its_longest_delay() -> None:
-    delays = PollSchedule(first=0.5, factor=2, longest=3).delays()
+    delays = Polling(first=0.5, factor=2, longest=3).delays()
     assert delays == [0.5, 1.0, 2.0, 3]

@@ -92,6 +92,6 @@ async def test_status_of_an_auto_scaling_group(bot: Bot) -> None:
 
 
 async def test_fargate_usage_counts_the_cpu_of_running_tasks(bot: Bot) -> None:
-    ports = bot.services.extra["capacity"]
+    ports = bot.services
     # Two environments, two tasks each, 256 CPU units (a quarter vCPU) per task.
     assert await ports.quotas.fargate_vcpus_in_use("ap-northeast-1") == 1.0

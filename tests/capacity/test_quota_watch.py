@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from bot.config import QuotaWatch
-from bot.quota_watch import QuotaWatcher
+from commands.capacity.quota_watch import QuotaWatcher
 from tests.capacity.conftest import BotFactory
 from tests.capacity.helpers import client
 from tests.support.chat import RecordingChat
@@ -31,7 +31,8 @@ async def test_watcher_posts_once_per_crossing(
     bot_with: BotFactory, sandbox: Any, chat: RecordingChat
 ) -> None:
     async with bot_with(watching) as bot:
-        watcher = bot.services.extra["quota_watch"]
+        watcher = bot.quota_watch
+        assert watcher is not None
         assert await watcher.check() == []  # 12 of 64 vCPUs
 
         sandbox.set_quota("ec2", "L-1216C47A", 14)  # 86%
@@ -73,7 +74,7 @@ async def test_a_restarted_or_second_watcher_does_not_repeat_a_post(
 ) -> None:
     async with bot_with(watching) as bot:
         watch = QuotaWatch(channels=["local:ops"])
-        ports = bot.services.extra["capacity"]
+        ports = bot.services
         first = QuotaWatcher(bot.services, ports.quotas, watch)
         second = QuotaWatcher(bot.services, ports.quotas, watch)
         sandbox.set_hosted_zone_limit("example.internal.", 9)  # 8 records: 89%

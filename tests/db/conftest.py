@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from adapters.bootstrap import Bot
-from adapters.sandbox.seed import SEED
 from adapters.tunnel.sessions import DbSessionManager
 from bot.config import Config, parse_config
+from sandbox.seed import SEED
 from tests.conftest import demo_data
 from tests.db.servers import MariaDbServer, SshBastion
 
@@ -117,9 +117,7 @@ def no_user_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 def sessions_of(bot: Bot) -> DbSessionManager:
-    manager = bot.services.extra["db_sessions"]
-    assert isinstance(manager, DbSessionManager)
-    return manager
+    return bot.db_sessions
 
 
 async def startup_sweep(bot: Bot) -> None:

@@ -14,12 +14,12 @@ import pymysql
 import pytest
 
 from adapters.bootstrap import Bot, build_bot
-from adapters.sandbox.seed import SEED
 from adapters.store.sqlite import SqliteStore
 from bot.config import Settings, parse_config
 from bot.dispatcher import Result
 from bot.messages import Message
 from bot.model import DbSessionRecord, Origin, Outcome
+from sandbox.seed import SEED
 from tests.db.conftest import db_config_data, sessions_of, startup_sweep
 from tests.db.servers import (
     MariaDbServer,

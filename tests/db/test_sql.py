@@ -20,9 +20,7 @@ CAROL = Origin(adapter="local", channel="local", member="local:carol")
 
 
 def queries_of(bot: Bot) -> TunnelReadQueries:
-    port = bot.services.extra["sql"]
-    assert isinstance(port, TunnelReadQueries)
-    return port
+    return bot.read_queries
 
 
 async def test_a_select_answers_with_a_table(

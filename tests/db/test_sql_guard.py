@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.errors import Refused
-from bot.sql_guard import check_read_only, normalize_chat_sql
+from commands.database.sql_guard import check_read_only, normalize_chat_sql
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from typing import Any
 
 from adapters.bootstrap import Bot
 from bot.dispatcher import Result
-from bot.invocation import LockKey
+from bot.jobs.locks import LockKey
 from bot.model import DeployRecord, JobStatus, LockRecord, Origin
 
 REGION = "ap-northeast-1"
@@ -59,6 +59,4 @@ async def history(bot: Bot, env: str = "staging") -> list[DeployRecord]:
 
 
 async def lock_holder(bot: Bot, service: str = "api", env: str = "staging") -> LockRecord | None:
-    locks = bot.services.locks
-    assert locks is not None
-    return await locks.holder(LockKey(service, env))
+    return await bot.kernel.locks.holder(LockKey(service, env))

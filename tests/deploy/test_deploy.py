@@ -10,10 +10,9 @@ import pytest
 
 from adapters.bootstrap import Bot, build_bot
 from bot.config import Settings, parse_config
-from bot.invocation import LockKey
+from bot.jobs.locks import LockKey
 from bot.model import JobStatus, Outcome
-from bot.rollout import RolloutTiming
-from commands.deploy import ROLLOUT_TIMING
+from bot.polling import Polling
 from tests.conftest import demo_data
 from tests.deploy.helpers import (
     ecs_client,
@@ -257,10 +256,11 @@ async def slow_bot(sandbox: Any, chat: RecordingChat, tmp_path: Path) -> Any:
     data["store"] = "sqlite://:memory:"
     data["environments"]["staging"]["services"]["api"]["timeout"] = "3s"
     built = await build_bot(
-        parse_config(data), Settings(aws_endpoint_url=sandbox.url), chats=[chat], runner="test"
-    )
-    built.services.extra[ROLLOUT_TIMING] = RolloutTiming(
-        poll_first=0.05, poll_max=0.2, report_every=0.5
+        parse_config(data),
+        Settings(aws_endpoint_url=sandbox.url),
+        chats=[chat],
+        runner="test",
+        polling=Polling(first=0.05, longest=0.2, report_every=0.5),
     )
     try:
         yield built

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from bot.model import DeployRecord
 from bot.ports.ecs import EcsServiceState
-from commands.deploy import named_version, previous_version, successful_versions
+from commands.deploy.workflow import named_version, previous_version, successful_versions
 
 ARN = "arn:aws:ecs:ap-northeast-1:123456789012:task-definition/api-staging:"
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

@@ -8,20 +8,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from adapters.bootstrap import Bot
-from adapters.http.server import build_app
+from adapters.bootstrap import Bot, build_web_app
 from bot.config import Settings
-from bot.invocation import Context, Plan
-from bot.jobs import JobContext
+from bot.jobs.context import JobContext
 from bot.messages import Message
 from bot.model import JobRecord, Origin
+from bot.plan import Plan
 
 ALICE = Origin(adapter="local", channel="local", member="local:alice")
 
 
 @contextlib.asynccontextmanager
 async def serving(bot: Bot, settings: Settings | None = None) -> AsyncIterator[str]:
-    app = await build_app(bot, settings or bot.settings)
+    app = build_web_app(bot)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -54,6 +53,6 @@ async def start_job(
     bot: Bot, run: Callable[[JobContext], Awaitable[Message]], title: str = "test job"
 ) -> JobRecord:
     """A job through the real job manager, with a body of the test's own."""
-    command = bot.dispatcher.registry.parse("jobs")
-    ctx = Context(command=command, origin=ALICE, services=bot.services)
-    return await bot.jobs.start(ctx, Plan(title=title, changes=[], run=run))
+    return await bot.jobs.start(
+        Plan(title=title, changes=[], run=run), origin=ALICE, command="jobs"
+    )

@@ -17,17 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from adapters.bootstrap import Bot, build_bot
-from adapters.sandbox import SandboxTiming
 from adapters.store.sqlite import SqliteStore
 from bot.clock import Clock
 from bot.config import Config, Settings
-from bot.invocation import LockKey
-from bot.jobs import JobContext
+from bot.jobs.context import JobContext
+from bot.jobs.locks import LockKey
 from bot.messages import Message
 from bot.model import DeployRecord, JobRecord, JobStatus, Origin, Outcome
+from bot.polling import Polling
 from bot.ports.ecs import image_with_tag
-from bot.rollout import RolloutTiming
-from commands.deploy import ROLLOUT_TIMING
+from sandbox import SandboxTiming
 from tests.reliability.helpers import ALICE, samples, start_job, value
 from tests.support.chat import Posted, RecordingChat
 from tests.support.clock import ShiftedClock
@@ -60,8 +59,8 @@ async def replica(
         runner=runner,
         lock_lease=LEASE,
         clock=clock,
+        polling=Polling(first=0.1, longest=0.3),
     )
-    bot.services.extra[ROLLOUT_TIMING] = RolloutTiming(poll_first=0.1, poll_max=0.3)
     if takes_over:
         bot.background.add(asyncio.create_task(bot.jobs.take_over_forever(TAKEOVER_INTERVAL)))
     try:
@@ -93,8 +92,7 @@ async def revisions(bot: Bot) -> list[str]:
 
 
 async def lock_holder(bot: Bot, service: str = "api") -> Any:
-    assert bot.services.locks is not None
-    return await bot.services.locks.holder(LockKey(service, "staging"))
+    return await bot.kernel.locks.holder(LockKey(service, "staging"))
 
 
 async def left_by_a_dead_replica(
@@ -109,9 +107,8 @@ async def left_by_a_dead_replica(
     """The job and lock a replica that died mid-job leaves behind: a running job whose lease
     has run out, and its lock (still within its own lease)."""
     services = bot.services
-    assert services.locks is not None
     job_id = await services.store.next_id("job")
-    held = await services.locks.acquire(
+    held = await bot.kernel.locks.acquire(
         LockKey(lock, "staging"),
         "local:alice",
         reason=title,

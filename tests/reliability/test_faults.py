@@ -20,8 +20,7 @@ from adapters.store.sqlite import SqliteStore
 from bot.config import Settings, parse_config
 from bot.dispatcher import Result
 from bot.model import JobStatus, Origin, Outcome
-from bot.rollout import RolloutTiming
-from commands.deploy import ROLLOUT_TIMING
+from bot.polling import Polling
 from tests.conftest import demo_data
 from tests.reliability.helpers import samples
 from tests.support.aws_proxy import AwsProxy
@@ -51,9 +50,13 @@ async def bot_behind(
     proxy: AwsProxy, config: Any, chat: RecordingChat, **kwargs: Any
 ) -> AsyncIterator[Bot]:
     bot = await build_bot(
-        config, Settings(aws_endpoint_url=proxy.url), chats=[chat], runner="faulty", **kwargs
+        config,
+        Settings(aws_endpoint_url=proxy.url),
+        chats=[chat],
+        runner="faulty",
+        polling=Polling(first=0.1, longest=0.5),
+        **kwargs,
     )
-    bot.services.extra[ROLLOUT_TIMING] = RolloutTiming(poll_first=0.1, poll_max=0.5)
     try:
         yield bot
     finally:

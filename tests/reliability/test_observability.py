@@ -15,12 +15,12 @@ import aiohttp
 import pytest
 from botocore.exceptions import ClientError
 
+from adapters.aws.clients import AwsClients
 from adapters.bootstrap import Bot, build_bot
-from adapters.cloud.aws import AwsClients
 from adapters.store.dynamodb import DynamoStore
 from bot.config import Config, Settings, parse_config
 from bot.errors import OperationFailed
-from bot.jobs import JobContext
+from bot.jobs.context import JobContext
 from bot.logs import json_handler
 from bot.messages import Message
 from bot.model import JobStatus

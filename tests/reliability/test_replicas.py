@@ -15,10 +15,10 @@ from urllib.parse import urlencode
 
 import pytest
 
-from adapters.cloud.aws import AwsClients
-from adapters.sandbox import SandboxTiming
+from adapters.aws.clients import AwsClients
 from adapters.store.dynamodb import DynamoStore
 from bot.model import JobStatus
+from sandbox import SandboxTiming
 from tests.conftest import demo_data
 from tests.support.fake_slack import FakeSlack, Posted, SlackSender
 from tests.support.serve import ServeProcess

@@ -8,7 +8,7 @@ from typing import Any
 import botocore.session
 import pytest
 
-from adapters.sandbox import REGION, Sandbox
+from sandbox import REGION, Sandbox
 
 
 @pytest.fixture(scope="session")

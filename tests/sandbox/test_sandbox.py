@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from adapters.sandbox import SEED, Sandbox, SandboxTiming, demo_database_secret_id
+from sandbox import SEED, Sandbox, SandboxTiming, demo_database_secret_id
 
 Aws = Callable[[str], Any]
 

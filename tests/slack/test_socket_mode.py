@@ -13,9 +13,8 @@ import pytest
 from aiohttp import WSMsgType, web
 from pydantic import SecretStr
 
-from adapters.bootstrap import build_bot
+from adapters.bootstrap import build_bot, build_web_app
 from adapters.chat.slack import run_socket_mode
-from adapters.http.server import build_app
 from bot.config import Settings, parse_config
 from tests.slack.conftest import BOT_TOKEN, slack_config
 from tests.support.fake_slack import FakeSlack, SlackSender
@@ -90,8 +89,8 @@ async def test_socket_mode_slash_command_is_acknowledged_and_answered(
     )
     bot = await build_bot(parse_config(slack_config(tmp_path)), settings, runner="test")
     try:
-        app = await build_app(bot, settings)
-        connection = asyncio.create_task(run_socket_mode(app, bot, settings))
+        app = build_web_app(bot)
+        connection = asyncio.create_task(run_socket_mode(app, settings))
         try:
             async with asyncio.timeout(20):
                 await socket_server.connected.wait()

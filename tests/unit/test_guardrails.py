@@ -12,13 +12,13 @@ import pytest
 from adapters.bootstrap import Bot, build_bot
 from adapters.store.sqlite import SqliteStore
 from bot.config import Config, Settings
-from bot.dispatcher import Dispatcher
 from bot.errors import OperationFailed
-from bot.invocation import Context, LockKey, Plan
-from bot.jobs import JobContext
+from bot.jobs.context import JobContext
+from bot.jobs.locks import LockKey
 from bot.messages import Message
 from bot.model import JobStatus, Origin, Outcome
-from bot.spec import Arg, CommandSpec
+from bot.plan import Plan
+from bot.spec import Arg, CommandSpec, Context
 from commands import build_registry
 from tests.support.chat import RecordingChat
 from tests.support.clock import ShiftedClock
@@ -59,7 +59,6 @@ TOUCH = CommandSpec(
     permission="deploy",
     args=(Arg("service"), Arg("env"), Arg("mode", optional=True)),
     flags=frozenset({"--dry-run", "--yes"}),
-    mutating=True,
 )
 
 
@@ -75,6 +74,8 @@ def clock() -> ShiftedClock:
 @pytest.fixture
 async def core(demo_config: Config, chat: RecordingChat, clock: ShiftedClock) -> AsyncIterator[Bot]:
     done.clear()
+    registry = build_registry()
+    registry.add(TOUCH)
     store = await SqliteStore.open(":memory:")
     bot = await build_bot(
         demo_config,
@@ -83,12 +84,8 @@ async def core(demo_config: Config, chat: RecordingChat, clock: ShiftedClock) ->
         chats=[chat],
         clock=clock,
         lock_lease=timedelta(seconds=2),
+        registry=registry,
     )
-    registry = build_registry()
-    registry.add(TOUCH)
-    bot.dispatcher = Dispatcher(bot.services, registry)
-    bot.services.dispatcher = bot.dispatcher
-    bot.services.registry = registry
     try:
         yield bot
     finally:

@@ -1,9 +1,9 @@
 """Slack: slash commands, mentions, threads, buttons, ephemeral answers and Socket Mode.
 
-`setup` mounts POST /slack/events in `kajitori serve` and registers the Slack chat adapter
-on the bot's notifier; `run_socket_mode` serves the same listeners over Socket Mode.
+`connect` builds the Web API client and the chat adapter, `mount` adds POST /slack/events
+to `kajitori serve`, and `run_socket_mode` serves the same listeners over Socket Mode.
 """
 
-from adapters.chat.slack.app import run_socket_mode, setup
+from adapters.chat.slack.app import SlackConnection, connect, mount, run_socket_mode
 
-__all__ = ["run_socket_mode", "setup"]
+__all__ = ["SlackConnection", "connect", "mount", "run_socket_mode"]

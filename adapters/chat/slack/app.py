@@ -15,7 +15,7 @@ import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
@@ -31,10 +31,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.chat.slack.chat import SlackChat
 from adapters.chat.slack.listeners import SlackListeners
-
-if TYPE_CHECKING:
-    from adapters.bootstrap import Bot
-    from bot.config import Settings
+from bot.config import Settings
+from bot.kernel import Kernel
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +65,24 @@ def _not_configured(reason: str) -> Callable[[web.Request], Awaitable[web.Respon
     return answer
 
 
-async def setup(app: web.Application, bot: Bot, settings: Settings) -> None:
+@dataclass
+class SlackConnection:
+    """The Web API client and the chat adapter on it, built once with the bot."""
+
+    client: AsyncWebClient
+    session: aiohttp.ClientSession
+    chat: SlackChat
+
+    async def close(self) -> None:
+        await self.chat.close()
+        await self.session.close()
+
+
+def connect(settings: Settings) -> SlackConnection | None:
+    """The Web API client, or None when SLACK_BOT_TOKEN is not set."""
     if settings.slack_bot_token is None:
         log.info("Slack is off: SLACK_BOT_TOKEN is not set")
-        app.router.add_post(EVENTS_PATH, _not_configured("SLACK_BOT_TOKEN is not set"))
-        return
+        return None
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=API_TIMEOUT))
     client = AsyncWebClient(
         token=settings.slack_bot_token.get_secret_value(),
@@ -85,28 +96,34 @@ async def setup(app: web.Application, bot: Bot, settings: Settings) -> None:
         ],
         logger=log,
     )
-    chat = SlackChat(client, session)
-    bot.services.chat.register(chat)
-    listeners = SlackListeners(bot, chat)
+    return SlackConnection(client, session, SlackChat(client, session))
+
+
+def mount(
+    app: web.Application, kernel: Kernel, slack: SlackConnection | None, settings: Settings
+) -> None:
+    """POST /slack/events: slash commands, interactivity and the Events API."""
+    if slack is None:
+        app.router.add_post(EVENTS_PATH, _not_configured("SLACK_BOT_TOKEN is not set"))
+        return
+    listeners = SlackListeners(kernel, slack.chat)
     secret = settings.slack_signing_secret
     bolt = AsyncApp(
-        client=client,
+        client=slack.client,
         # Without a secret no HTTP route is mounted below; Socket Mode needs none.
         signing_secret=secret.get_secret_value() if secret else "",
         process_before_response=True,
         logger=_bolt_logger(),
         name="kajitori",
     )
-    listeners.register(bolt, bot.config.slack.command)
+    listeners.register(bolt, kernel.config.slack.command)
     bolt.error(_unreadable)
     app[SLACK_APP_KEY] = bolt
 
-    async def close() -> None:
+    async def close(_app: web.Application) -> None:
         await listeners.close()
-        await chat.close()
-        await session.close()
 
-    bot.closers.append(close)
+    app.on_cleanup.append(close)
     if secret is None:
         log.warning("SLACK_SIGNING_SECRET is not set: %s answers 503", EVENTS_PATH)
         app.router.add_post(EVENTS_PATH, _not_configured("SLACK_SIGNING_SECRET is not set"))
@@ -158,7 +175,7 @@ def _signed_by_slack(secret: SecretStr, body: bytes, headers: Mapping[str, str])
     return hmac.compare_digest(f"v0={digest}".encode(), signature.encode())
 
 
-async def run_socket_mode(app: web.Application, bot: Bot, settings: Settings) -> None:
+async def run_socket_mode(app: web.Application, settings: Settings) -> None:
     """Receive Slack's requests over a WebSocket instead of at a public Request URL."""
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 

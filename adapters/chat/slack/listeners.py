@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from slack_bolt.app.async_app import AsyncApp
     from slack_bolt.context.ack.async_ack import AsyncAck
 
-    from adapters.bootstrap import Bot
+    from bot.kernel import Kernel
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ PRIVATE_OUTCOMES = {Outcome.REFUSED, Outcome.USAGE, Outcome.FAILED, Outcome.ERRO
 class SlackListeners:
     def __init__(
         self,
-        bot: Bot,
+        bot: Kernel,
         chat: SlackChat,
         *,
         admission: Admission | None = None,

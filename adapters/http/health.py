@@ -1,0 +1,73 @@
+"""`GET /metrics` (Prometheus text format), and the timing of every answer the server gives
+to a chat or webhook sender: Slack wants its ack within 3 seconds, so that is the number
+to watch."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from bot.jobs.manager import JobManager
+
+
+class ServerMetrics(Protocol):
+    """What the server reports and exposes (Prometheus, in `adapters.prometheus`)."""
+
+    def request_answered(self, adapter: str, status: int, seconds: float) -> None: ...
+    def watch_running_jobs(self, count: Callable[[], int]) -> None: ...
+    def render(self) -> tuple[bytes, str]: ...
+
+
+# Path prefix -> the adapter label of kajitori_ack_seconds and kajitori_http_requests_total.
+ADAPTER_PATHS = (
+    ("/slack/", "slack"),
+    ("/typetalk/", "typetalk"),
+    ("/webhooks/github", "github"),
+    ("/webhooks/ci/", "ci"),
+)
+
+
+def adapter_for(path: str) -> str | None:
+    for prefix, adapter in ADAPTER_PATHS:
+        if path.startswith(prefix):
+            return adapter
+    return None
+
+
+def ack_timer(metrics: ServerMetrics) -> Middleware:
+    @web.middleware
+    async def time_ack(request: web.Request, handler: Handler) -> web.StreamResponse:
+        adapter = adapter_for(request.path)
+        if adapter is None:
+            return await handler(request)
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as error:
+            status = error.status
+            raise
+        finally:
+            metrics.request_answered(adapter, status, time.perf_counter() - started)
+
+    return time_ack
+
+
+def mount(app: web.Application, metrics: ServerMetrics, jobs: JobManager) -> None:
+    metrics.watch_running_jobs(lambda: len(jobs.running))
+    app.middlewares.append(ack_timer(metrics))
+
+    async def exposition(_request: web.Request) -> web.Response:
+        body, content_type = metrics.render()
+        response = web.Response(body=body)
+        # The content type carries a `version` parameter that aiohttp's `content_type=` refuses.
+        response.headers["Content-Type"] = content_type
+        return response
+
+    app.router.add_get("/metrics", exposition)

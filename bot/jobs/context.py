@@ -1,0 +1,79 @@
+"""What a running job can do: report progress in its threads, keep durable state, say its id."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+from typing import Any
+
+from bot.errors import KajitoriError
+from bot.messages import Message, Tone
+from bot.model import JobRecord
+from bot.services import Services
+
+
+class JobInterrupted(KajitoriError):
+    """A job taken over from a replica that stopped cannot go on safely: it ends
+    `interrupted`, and the message says what was done and what was not."""
+
+
+class JobLost(Exception):
+    """This replica no longer runs the job: another one has taken it over."""
+
+
+class JobContext:
+    """What a running job can do: report progress, keep durable state, read its id."""
+
+    def __init__(
+        self,
+        record: JobRecord,
+        services: Services,
+        *,
+        started: float | None = None,
+        resumed_from: str | None = None,
+    ) -> None:
+        self.record = record
+        self.services = services
+        self.started = time.monotonic() if started is None else started
+        # The runner this job was taken over from, when this replica resumed it.
+        self.resumed_from = resumed_from
+        # Set when this replica gave the job up (another one took it over, or this one is
+        # stopping and hands it on): the job must stop here without recording an ending.
+        self.handed_over = False
+
+    @property
+    def id(self) -> int:
+        return self.record.id
+
+    @property
+    def member(self) -> str:
+        return self.record.member
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return self.record.state
+
+    def elapsed(self) -> timedelta:
+        return timedelta(seconds=time.monotonic() - self.started)
+
+    async def progress(self, text: str, **fields: str) -> None:
+        message = Message(text=text, tone=Tone.PROGRESS, fields=fields)
+        await asyncio.gather(*(self.services.chat.reply(t, message) for t in self.record.threads))
+
+    async def post(self, message: Message) -> None:
+        await asyncio.gather(*(self.services.chat.reply(t, message) for t in self.record.threads))
+
+    async def save_state(self, **values: Any) -> None:
+        """Record a step, so that a replica taking over knows what is already done.
+
+        Raises JobLost when another replica has taken the job over: the step it records
+        must not be followed by the next one here."""
+        self.record.state.update(values)
+        await self.write()
+
+    async def write(self) -> None:
+        self.record.updated_at = self.services.clock.now()
+        if not await self.services.store.update_job(self.record):
+            self.handed_over = True
+            raise JobLost(f"job {self.id} is no longer run by {self.record.runner}")

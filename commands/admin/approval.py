@@ -1,0 +1,47 @@
+"""`approve REQUEST_ID` / `deny REQUEST_ID`."""
+
+from __future__ import annotations
+
+from bot.errors import UsageError
+from bot.spec import Arg, CommandSpec, Context, Decision
+
+
+def _request_id(ctx: Context) -> int:
+    raw = ctx.command.word("request_id").lstrip("#")
+    if not raw.isdigit():
+        raise UsageError(
+            f"bad request id {raw!r}: use the number from the request message",
+            usage=ctx.command.spec.usage,
+        )
+    return int(raw)
+
+
+async def approve(ctx: Context) -> Decision:
+    return Decision(_request_id(ctx), approve=True)
+
+
+async def deny(ctx: Context) -> Decision:
+    return Decision(_request_id(ctx), approve=False)
+
+
+SPECS = [
+    CommandSpec(
+        name="approve",
+        usage="approve REQUEST_ID",
+        summary="approve a request on a protected environment, or confirm your destructive command",
+        handler=approve,
+        permission="approve",
+        args=(Arg("request_id"),),
+        open_to_all=True,
+        details="Approvals need a second member with an approver role; nobody approves their own.",
+    ),
+    CommandSpec(
+        name="deny",
+        usage="deny REQUEST_ID",
+        summary="deny a request (or cancel your own)",
+        handler=deny,
+        permission="approve",
+        args=(Arg("request_id"),),
+        open_to_all=True,
+    ),
+]

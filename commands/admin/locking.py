@@ -1,0 +1,83 @@
+"""`lock SERVICE ENV [REASON...]` and `unlock SERVICE ENV`."""
+
+from __future__ import annotations
+
+from bot.errors import Refused
+from bot.grammar import format_duration
+from bot.jobs.locks import LockKey
+from bot.messages import Message, Tone
+from bot.model import JobStatus
+from bot.spec import Arg, ArgKind, CommandSpec, Context
+
+
+async def lock(ctx: Context) -> Message:
+    services = ctx.services
+    command = ctx.command
+    name, env = command.word("service"), command.word("env")
+    services.config.service(name, env)
+    reason = command.args.get("reason") or ""
+    key = LockKey(name, env)
+    lease = services.config.locks.lease
+    holder = await ctx.locks.holder(key)
+    if holder is not None and holder.owner == ctx.member and holder.job_id is None:
+        await ctx.locks.release(holder)
+    acquired = await ctx.locks.acquire(key, ctx.member, reason=str(reason), lease=lease)
+    assert acquired is not None
+    why = f": {reason}" if reason else ""
+    return Message(
+        text=f"🔒 {key} locked by {ctx.member}{why} for {format_duration(lease)} "
+        f"(until {acquired.expires_at:%H:%M} UTC). Only {ctx.member} can change it until "
+        f"`unlock {name} {env}`.",
+        tone=Tone.SUCCESS,
+    )
+
+
+async def unlock(ctx: Context) -> Message:
+    services = ctx.services
+    command = ctx.command
+    name, env = command.word("service"), command.word("env")
+    services.config.service(name, env)
+    key = LockKey(name, env)
+    holder = await ctx.locks.holder(key)
+    if holder is None:
+        return Message(text=f"{key} is not locked")
+    if holder.owner != ctx.member and not services.access.is_approver(ctx.member):
+        raise Refused(
+            f"{key} is locked by {holder.owner}; only they or an approver can unlock it",
+            hint=f"ask {holder.owner}, or wait until the lease ends at {holder.expires_at:%H:%M} UTC",
+        )
+    # The job may run on another replica: its record says whether it still runs (a lease
+    # its replica renews); the lock of a job whose replica is gone may be broken.
+    job = await services.store.get_job(holder.job_id) if holder.job_id is not None else None
+    if (
+        job is not None
+        and job.status is JobStatus.RUNNING
+        and (job.lease_expires is None or job.lease_expires > services.clock.now())
+    ):
+        raise Refused(
+            f"{key} is held by running job {holder.job_id}; it is released when the job ends"
+        )
+    await ctx.locks.release(holder)
+    broke = f" (held by {holder.owner})" if holder.owner != ctx.member else ""
+    return Message(text=f"🔓 {key} unlocked by {ctx.member}{broke}", tone=Tone.SUCCESS)
+
+
+SPECS = [
+    CommandSpec(
+        name="lock",
+        usage="lock SERVICE ENV [REASON...]",
+        summary="hold a service in an environment so nobody else changes it",
+        handler=lock,
+        permission="lock",
+        args=(Arg("service"), Arg("env"), Arg("reason", ArgKind.REST, optional=True)),
+        examples=("lock api staging testing the new cache",),
+    ),
+    CommandSpec(
+        name="unlock",
+        usage="unlock SERVICE ENV",
+        summary="release a lock you hold (approvers can release any)",
+        handler=unlock,
+        permission="lock",
+        args=(Arg("service"), Arg("env")),
+    ),
+]

@@ -1,0 +1,7 @@
+"""Capacity: scale out, scale up, limits, status, and the quota watcher."""
+
+from commands.capacity import limits, scale, status
+
+SPECS = [*scale.SPECS, *limits.SPECS, *status.SPECS]
+
+__all__ = ["SPECS"]

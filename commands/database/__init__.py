@@ -1,0 +1,7 @@
+"""Read-only database access: `db open/close/list`, one-off `sql`, and the SQL guard."""
+
+from commands.database import sessions, sql
+
+SPECS = [*sessions.SPECS, *sql.SPECS]
+
+__all__ = ["SPECS"]

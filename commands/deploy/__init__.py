@@ -1,0 +1,5 @@
+"""Deploy and roll back ECS services: the commands, the rollout workflow and its watcher."""
+
+from commands.deploy.workflow import RESUMERS, SPECS
+
+__all__ = ["RESUMERS", "SPECS"]

@@ -1,0 +1,632 @@
+"""`deploy SERVICE ENV VERSION` and `rollback SERVICE ENV [VERSION]` for ECS services.
+
+A deploy checks that the image tag is in ECR before anything changes, registers a new
+revision of the service's task definition with only the container's image changed, points
+the service at it with the deployment circuit breaker on, and watches the rollout to its
+end. A rollback reuses a task definition revision recorded by an earlier successful deploy.
+Both hold the service's lock for the whole run and leave a deploy record in every outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from bot.config import EcsTarget
+from bot.errors import KajitoriError, OperationFailed, Refused
+from bot.grammar import format_duration
+from bot.jobs.context import JobContext, JobInterrupted
+from bot.jobs.locks import LockKey
+from bot.messages import Message, Tone
+from bot.model import DeployRecord
+from bot.plan import Plan
+from bot.polling import Polling
+from bot.ports.ecs import (
+    EcrImage,
+    EcsPort,
+    EcsServiceState,
+    StoppedTask,
+    ecr_registry,
+    image_repository,
+    image_tag,
+    image_with_tag,
+    task_definition_name,
+)
+from bot.services import Services
+from bot.spec import Arg, CommandSpec, Context
+from commands.deploy.rollout import (
+    RolloutEnd,
+    RolloutResult,
+    RolloutWatcher,
+    breaker_reason,
+    summarize_stopped,
+)
+
+log = logging.getLogger(__name__)
+
+# The job's own deadline is the service's rollout timeout plus this, so that the rollout
+# watcher's timeout (which says where the rollout stands) always comes first.
+JOB_DEADLINE_MARGIN = timedelta(minutes=1)
+# How much deploy history a rollback looks through for its target.
+HISTORY_DEPTH = 200
+
+
+@dataclass(frozen=True)
+class EcsService:
+    """A service of the config that runs on ECS, resolved for one environment."""
+
+    name: str
+    env: str
+    region: str
+    target: EcsTarget
+    timeout: timedelta
+
+    @property
+    def lock(self) -> LockKey:
+        return LockKey(self.name, self.env)
+
+    @property
+    def where(self) -> str:
+        return f"{self.target.cluster}/{self.target.service}"
+
+
+def _ecs_service(services: Services, name: str, env: str, verb: str) -> EcsService:
+    environment = services.config.environment(env)
+    service = services.config.service(name, env)
+    if service.ecs is None:
+        raise Refused(f"{verb} works on ECS services; {name} in {env} is a {service.kind} service")
+    return EcsService(name, env, environment.region, service.ecs, service.timeout)
+
+
+def _short_image(image: str) -> str:
+    """`123….amazonaws.com/api:v1` -> `api:v1`."""
+    return image.rsplit("/", 1)[-1]
+
+
+async def _require_image(ecs: EcsPort, service: EcsService, image: str) -> EcrImage:
+    """The image's ECR entry; Refused, naming recent tags, when its tag is not there."""
+    repository = service.target.repository or image_repository(image)
+    registry = ecr_registry(image)
+    region, registry_id = (registry[1], registry[0]) if registry else (service.region, None)
+    tag = image_tag(image)
+    found = await ecs.find_image(region, repository, tag, registry_id)
+    if found is None:
+        recent = await ecs.recent_tags(region, repository, registry_id)
+        raise Refused(
+            f"image tag {tag!r} is not in ECR repository {repository} ({region}); "
+            "nothing was changed",
+            hint=f"recent tags: {', '.join(recent)}" if recent else None,
+        )
+    return found
+
+
+def _image_check(image: EcrImage) -> str:
+    pushed = f", pushed {image.pushed_at:%Y-%m-%d %H:%M} UTC" if image.pushed_at else ""
+    return f"image {image.repository}:{image.tag} is in ECR ({image.digest[:19]}…{pushed})"
+
+
+def _service_check(service: EcsService, state: EcsServiceState) -> str:
+    return (
+        f"ECS service {service.where} is {state.status}: {state.running}/{state.desired} "
+        f"running {state.revision} ({state.image_tag})"
+    )
+
+
+def _in_progress_warning(state: EcsServiceState) -> list[str]:
+    primary = state.primary
+    if primary is None or primary.rollout_state != "IN_PROGRESS":
+        return []
+    return [
+        f"⚠️ deployment {primary.id} of {task_definition_name(primary.task_definition)} is "
+        f"still IN_PROGRESS ({primary.running}/{primary.desired} running); this replaces it"
+    ]
+
+
+# -- deploy ------------------------------------------------------------------------------
+
+
+async def deploy(ctx: Context) -> Plan:
+    command = ctx.command
+    version = command.word("version")
+    service = _ecs_service(ctx.services, command.word("service"), command.word("env"), "deploy")
+    ecs = ctx.services.ecs
+    state = await ecs.describe_service(service.region, service.target)
+    new_image = image_with_tag(state.image, version)
+    image = await _require_image(ecs, service, new_image)
+    next_revision = await ecs.next_revision(service.region, state.task_definition)
+    same = " (same tag: new tasks replace the running ones)" if state.image == new_image else ""
+    changes = [
+        f"image of container {service.target.container}: "
+        f"{_short_image(state.image)} → {_short_image(new_image)}{same}",
+        f"task definition: {state.revision} → {next_revision} (a new revision; environment, "
+        "secrets, CPU, memory and roles are copied)",
+        f"ECS service {service.where}: rolling update of {state.desired} tasks, "
+        "circuit breaker with rollback on",
+        *_in_progress_warning(state),
+    ]
+    checks = [
+        _image_check(image),
+        _service_check(service, state),
+        f"rollout timeout {format_duration(service.timeout)}",
+    ]
+    job = RolloutJob(
+        service=service,
+        kind="deploy",
+        version=version,
+        image=new_image,
+        task_definition=None,
+        approved_by=ctx.approved_by,
+        timing=ctx.services.polling,
+    )
+    return Plan(
+        title=f"deploy {service.name} {version} to {service.env}",
+        changes=changes,
+        run=job.run,
+        locks=[service.lock],
+        timeout=service.timeout + JOB_DEADLINE_MARGIN,
+        checks=checks,
+        state={
+            "kind": "deploy",
+            "service": service.name,
+            "env": service.env,
+            "version": version,
+            "image": new_image,
+        },
+        kind="deploy",
+    )
+
+
+# -- rollback ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Known:
+    """A version with a task definition revision that ran successfully."""
+
+    version: str
+    task_definition: str
+    source: str  # "deploy 12" or "running before deploy 12"
+
+
+def successful_versions(records: list[DeployRecord]) -> list[Known]:
+    """The versions that ran successfully, as a stack (oldest first, current last).
+
+    A deploy pushes its version; a rollback pops back to the version it restored, so that a
+    second rollback goes one step further back rather than forward again. The version that
+    ran before the first recorded deploy seeds the stack, so a rollback works after one
+    deploy.
+    """
+    stack: list[Known] = []
+    for record in sorted(records, key=lambda r: r.id):
+        if not stack and record.previous_version and record.previous_task_definition:
+            stack.append(
+                Known(
+                    record.previous_version,
+                    record.previous_task_definition,
+                    f"running before deploy {record.id}",
+                )
+            )
+        if record.outcome != "succeeded" or not record.task_definition:
+            continue
+        known = Known(record.version, record.task_definition, f"{record.kind} {record.id}")
+        restored = [i for i, k in enumerate(stack) if k.task_definition == record.task_definition]
+        if record.kind == "rollback" and restored:
+            del stack[restored[-1] + 1 :]
+        else:
+            stack.append(known)
+    return stack
+
+
+def previous_version(records: list[DeployRecord], state: EcsServiceState) -> Known | None:
+    """The last version that ran successfully before the one running now."""
+    stack = successful_versions(records)
+    while stack and (
+        stack[-1].task_definition == state.task_definition or stack[-1].version == state.image_tag
+    ):
+        stack.pop()
+    return stack[-1] if stack else None
+
+
+def named_version(records: list[DeployRecord], version: str) -> Known | None:
+    """The newest task definition revision recorded as running `version` successfully."""
+    for record in sorted(records, key=lambda r: r.id, reverse=True):
+        if record.version == version and record.outcome == "succeeded" and record.task_definition:
+            return Known(version, record.task_definition, f"{record.kind} {record.id}")
+        if record.previous_version == version and record.previous_task_definition:
+            return Known(
+                version, record.previous_task_definition, f"running before deploy {record.id}"
+            )
+    return None
+
+
+async def rollback(ctx: Context) -> Plan:
+    command = ctx.command
+    services = ctx.services
+    service = _ecs_service(services, command.word("service"), command.word("env"), "rollback")
+    wanted = command.optional_word("version")
+    ecs = services.ecs
+    state = await ecs.describe_service(service.region, service.target)
+    records = await services.store.list_deploys(service.name, service.env, limit=HISTORY_DEPTH)
+    if wanted is None:
+        known = previous_version(records, state)
+        if known is None:
+            raise Refused(
+                f"no earlier successful version of {service.name} in {service.env} is recorded "
+                f"(it runs {state.image_tag}, {state.revision})",
+                hint=f"name one with `rollback {service.name} {service.env} VERSION`, "
+                f"or `deploy {service.name} {service.env} VERSION`",
+            )
+    else:
+        known = named_version(records, wanted)
+        if known is None:
+            recorded = sorted({k.version for k in successful_versions(records)})
+            listed = f"recorded: {', '.join(recorded)}; " if recorded else ""
+            raise Refused(
+                f"no successful deploy of {wanted} to {service.env} is recorded for "
+                f"{service.name}, so there is no task definition to roll back to",
+                hint=f"{listed}to run a version never deployed here, use "
+                f"`deploy {service.name} {service.env} {wanted}`",
+            )
+    if known.task_definition == state.task_definition:
+        raise Refused(
+            f"{service.name} in {service.env} already runs {known.version} ({state.revision})"
+        )
+    definition = await ecs.describe_task_definition(
+        service.region, known.task_definition, service.target.container
+    )
+    if definition.status != "ACTIVE":
+        raise Refused(
+            f"task definition {definition.revision} of {known.version} is {definition.status} "
+            "and cannot be deployed again",
+            hint=f"deploy the version anew: `deploy {service.name} {service.env} {known.version}`",
+        )
+    image = await _require_image(ecs, service, definition.image)
+    changes = [
+        f"image of container {service.target.container}: "
+        f"{_short_image(state.image)} → {_short_image(definition.image)}",
+        f"task definition: {state.revision} → {definition.revision} (recorded by "
+        f"{known.source}; reused, nothing new is registered)",
+        f"ECS service {service.where}: rolling update of {state.desired} tasks, "
+        "circuit breaker with rollback on",
+        *_in_progress_warning(state),
+    ]
+    checks = [
+        _image_check(image),
+        _service_check(service, state),
+        f"task definition {definition.revision} is ACTIVE",
+        f"rollout timeout {format_duration(service.timeout)}",
+    ]
+    job = RolloutJob(
+        service=service,
+        kind="rollback",
+        version=known.version,
+        image=definition.image,
+        task_definition=definition.arn,
+        approved_by=ctx.approved_by,
+        timing=services.polling,
+    )
+    return Plan(
+        title=f"roll back {service.name} in {service.env} to {known.version}",
+        changes=changes,
+        run=job.run,
+        locks=[service.lock],
+        destructive=True,
+        timeout=service.timeout + JOB_DEADLINE_MARGIN,
+        checks=checks,
+        state={
+            "kind": "rollback",
+            "service": service.name,
+            "env": service.env,
+            "version": known.version,
+            "task_definition": definition.arn,
+        },
+        kind="rollback",
+    )
+
+
+# -- the job both run --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RolloutJob:
+    """Deploy `image` (registering a revision) or reuse `task_definition`, then watch."""
+
+    service: EcsService
+    kind: str  # deploy | rollback
+    version: str
+    image: str
+    task_definition: str | None
+    approved_by: str | None
+    timing: Polling
+
+    async def run(self, job: JobContext) -> Message:
+        """Each step is recorded in the job's state before the next, so that a replica taking
+        the job over (`resume_rollout`) goes on watching and never changes anything again."""
+        services = job.services
+        store = services.store
+        ecs = services.ecs
+        service = self.service
+        if job.resumed_from is not None:
+            record = await self._recorded(job)
+        else:
+            state = await ecs.describe_service(service.region, service.target)
+            record = DeployRecord(
+                id=await store.next_id("deploy"),
+                service=service.name,
+                env=service.env,
+                version=self.version,
+                task_definition=self.task_definition or "",
+                previous_version=state.image_tag,
+                previous_task_definition=state.task_definition,
+                triggered_by=job.member,
+                kind=self.kind,
+                job_id=job.id,
+                started_at=services.clock.now(),
+                detail=f"approved by {self.approved_by}" if self.approved_by else "",
+            )
+        watcher: RolloutWatcher | None = None
+        try:
+            if job.resumed_from is None:
+                await store.put_deploy(record)
+                await job.save_state(deploy_record=record.id)
+                deployment_id = await self._change(job, record, state)
+            else:
+                deployment_id = await self._resume_point(job, record)
+            watcher = RolloutWatcher(
+                ecs,
+                service.region,
+                service.target,
+                deployment_id,
+                report=job.progress,
+                timing=self.timing,
+                started=job.started,
+            )
+            left = service.timeout.total_seconds() - (time.monotonic() - job.started)
+            try:
+                async with asyncio.timeout(max(left, 0)):
+                    result = await watcher.watch()
+            except TimeoutError:
+                raise OperationFailed(
+                    f"timed out after {format_duration(service.timeout)} waiting for the "
+                    f"rollout: {watcher.status_line()}",
+                    hint=f"ECS carries on by itself; follow it with "
+                    f"`status {service.name} {service.env}`",
+                ) from None
+            message = await self._ending(job, record, result)
+            record.outcome = "succeeded"
+            record.detail = _join(record.detail, f"took {format_duration(job.elapsed())}")
+            return message
+        except asyncio.CancelledError:
+            if job.elapsed() >= service.timeout:
+                record.outcome = "failed"
+                record.detail = _join(record.detail, "timed out")
+            else:
+                record.outcome = "cancelled"
+                where = f": {watcher.status_line()}" if watcher is not None else ""
+                record.detail = _join(record.detail, f"cancelled{where}")
+            raise
+        except JobInterrupted as error:
+            record.outcome = "interrupted"
+            record.detail = _join(record.detail, error.message.splitlines()[0])
+            raise
+        except KajitoriError as error:
+            if record.outcome == "running":
+                record.outcome = "failed"
+            record.detail = _join(record.detail, error.message.splitlines()[0])
+            raise
+        except Exception:
+            record.outcome = "failed"
+            record.detail = _join(record.detail, "internal error")
+            raise
+        finally:
+            # A job handed over goes on elsewhere: the record is the next runner's to end.
+            if not job.handed_over:
+                record.ended_at = services.clock.now()
+                record.detail = services.redactor.text(record.detail)[:500]
+                # The record must reach the store even while this job is being cancelled.
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(store.put_deploy(record))
+
+    async def _change(self, job: JobContext, record: DeployRecord, state: EcsServiceState) -> str:
+        """Register the revision (a deploy) and point the service at it; the deployment id."""
+        services = job.services
+        store = services.store
+        ecs = services.ecs
+        service = self.service
+        task_definition = self.task_definition
+        if task_definition is None:
+            task_definition = await ecs.register_image_revision(
+                service.region, state.task_definition, service.target.container, self.image
+            )
+            record.task_definition = task_definition
+            await store.put_deploy(record)
+            await job.save_state(task_definition=task_definition)
+            await job.progress(
+                f"registered {task_definition_name(task_definition)} ({_short_image(self.image)})"
+            )
+        # Written just before the service changes: a replica taking over then looks at the
+        # service to learn whether it changed. The write also fails when this replica has
+        # lost the job, so a runner that stalled past its lease changes nothing.
+        await job.save_state(updating=True)
+        deployment_id = await ecs.update_service(service.region, service.target, task_definition)
+        await job.save_state(task_definition=task_definition, deployment=deployment_id)
+        await job.progress(
+            f"ECS deployment {deployment_id} started: {state.revision} → "
+            f"{task_definition_name(task_definition)}, {state.desired} tasks"
+        )
+        return deployment_id
+
+    async def _recorded(self, job: JobContext) -> DeployRecord:
+        """The deploy record of a job taken over; JobInterrupted when it had none yet."""
+        recorded = job.state.get("deploy_record")
+        if recorded is not None:
+            service = self.service
+            records = await job.services.store.list_deploys(
+                service.name, service.env, limit=HISTORY_DEPTH
+            )
+            for record in records:
+                if record.id == recorded:
+                    return record
+        raise self._nothing_changed(job, "before it began")
+
+    async def _resume_point(self, job: JobContext, record: DeployRecord) -> str:
+        """The deployment a job taken over watches: the one it recorded, or the one its
+        runner started just before it stopped; JobInterrupted when it started none."""
+        service = self.service
+        deployment_id = job.state.get("deployment")
+        target = job.state.get("task_definition") or record.task_definition
+        if deployment_id is None:
+            current = await job.services.ecs.describe_service(service.region, service.target)
+            primary = current.primary
+            if not (
+                job.state.get("updating")
+                and target
+                and primary is not None
+                and primary.task_definition == target
+            ):
+                raise self._nothing_changed(
+                    job,
+                    f"before it changed the service ({service.where} runs "
+                    f"{current.revision}, {current.image_tag})",
+                )
+            deployment_id = primary.id
+            await job.save_state(deployment=deployment_id)
+        await job.progress(
+            f"watching the rollout of ECS deployment {deployment_id} "
+            f"({task_definition_name(str(target))}) again"
+        )
+        return str(deployment_id)
+
+    def _nothing_changed(self, job: JobContext, when: str) -> JobInterrupted:
+        return JobInterrupted(
+            f"the replica running it stopped {when}; nothing was changed",
+            hint=f"run `{job.record.command}` again",
+        )
+
+    async def _ending(
+        self, job: JobContext, record: DeployRecord, result: RolloutResult
+    ) -> Message:
+        """The success message, or OperationFailed saying plainly what ECS did."""
+        service = self.service
+        services = job.services
+        took = format_duration(job.elapsed())
+        revision = task_definition_name(record.task_definition)
+        if result.end is RolloutEnd.COMPLETED:
+            done = result.deployment
+            counts = f", {done.running}/{done.desired} running" if done else ""
+            verb = "deployed" if self.kind == "deploy" else "rolled back"
+            where = (
+                f"{service.name} {self.version} to {service.env}"
+                if self.kind == "deploy"
+                else f"{service.name} in {service.env} to {self.version}"
+            )
+            return Message(
+                text=f"{verb} {where} in {took}: {revision}{counts} "
+                f"(was {record.previous_version}, "
+                f"{task_definition_name(record.previous_task_definition or '')})",
+                tone=Tone.SUCCESS,
+            )
+        ours = result.deployment
+        stopped: list[StoppedTask] = []
+        if ours is not None:
+            # The reasons help, but must not hide what ECS did when they cannot be read.
+            try:
+                stopped = await services.ecs.stopped_tasks(
+                    service.region, service.target, started_by=ours.id
+                )
+            except Exception:
+                log.exception("reading the stopped tasks of %s failed", ours.id)
+        reasons = summarize_stopped(stopped)
+        stopped_lines = ["stopped tasks:", *(f"• {line}" for line in reasons)] if reasons else []
+        if result.end is RolloutEnd.ROLLED_BACK:
+            back = result.replaced_by
+            restored = "the last good revision"
+            if back is not None:
+                restored = task_definition_name(back.task_definition)
+                if back.task_definition == record.previous_task_definition:
+                    restored += f" ({record.previous_version})"
+                restored += f", {back.running}/{back.desired} running again"
+            record.outcome = "rolled_back"
+            failed = f" after {result.failed_tasks} failed tasks" if result.failed_tasks else ""
+            lines = [
+                f"ECS rolled it back. The deployment circuit breaker tripped{failed} "
+                f"({breaker_reason(result.reason)}) and ECS restored {restored}; "
+                f"{revision} ({self.version}) is not running. Took {took}.",
+                *stopped_lines,
+            ]
+            raise OperationFailed("\n".join(lines))
+        if result.end is RolloutEnd.SUPERSEDED:
+            record.outcome = "failed"
+            raise OperationFailed(f"{revision} ({self.version}) did not finish: {result.reason}")
+        record.outcome = "failed"
+        raise OperationFailed(
+            "\n".join(
+                [
+                    f"{revision} ({self.version}) did not come up after {took}: {result.reason}",
+                    *stopped_lines,
+                ]
+            )
+        )
+
+
+def _join(first: str, second: str) -> str:
+    return f"{first}; {second}" if first else second
+
+
+async def resume_rollout(job: JobContext) -> Message:
+    """A deploy or rollback taken over from a replica that stopped: go on watching the
+    rollout it started; what it had not started yet ends the job as interrupted."""
+    state = job.state
+    services = job.services
+    kind = str(state["kind"])
+    service = _ecs_service(services, str(state["service"]), str(state["env"]), kind)
+    rollout = RolloutJob(
+        service=service,
+        kind=kind,
+        version=str(state["version"]),
+        image=str(state.get("image", "")),
+        task_definition=state.get("task_definition"),
+        approved_by=None,
+        timing=services.polling,
+    )
+    return await rollout.run(job)
+
+
+RESUMERS = {"deploy": resume_rollout, "rollback": resume_rollout}
+
+
+SPECS = [
+    CommandSpec(
+        name="deploy",
+        usage="deploy SERVICE ENV VERSION [--dry-run]",
+        summary="deploy an image tag to an ECS service and watch the rollout",
+        handler=deploy,
+        permission="deploy",
+        args=(Arg("service"), Arg("env"), Arg("version")),
+        flags=frozenset({"--dry-run"}),
+        examples=("deploy api staging v2", "deploy api production v2 --dry-run"),
+        details=(
+            "Checks the tag is in ECR, registers a new task definition revision with only the "
+            "container's image changed, and rolls it out with the circuit breaker on; if ECS "
+            "rolls it back, the thread says so."
+        ),
+    ),
+    CommandSpec(
+        name="rollback",
+        usage="rollback SERVICE ENV [VERSION] [--dry-run]",
+        summary="go back to the previous successful version (or VERSION), reusing its revision",
+        handler=rollback,
+        permission="rollback",
+        args=(Arg("service"), Arg("env"), Arg("version", optional=True)),
+        flags=frozenset({"--dry-run", "--yes"}),
+        examples=("rollback api staging", "rollback api staging v1"),
+        details=(
+            "Without VERSION: the last version that ran successfully before the current one, "
+            "from the deploy history. Asks for confirmation (`approve ID`)."
+        ),
+    ),
+]
