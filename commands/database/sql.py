@@ -103,8 +103,10 @@ SPECS = [
             "sql main production SHOW TABLES",
         ),
         details=(
-            "Writes, several statements, SELECT ... INTO, locking reads and executable comments "
-            "are refused before anything connects. The query runs as a temporary SELECT-only "
+            "Writes, several statements, SELECT ... INTO, locking reads, functions that act "
+            "outside the result (GET_LOCK, SLEEP, ...), executable comments, optimizer hints "
+            "and characters other than ASCII outside quotes are refused before anything "
+            "connects. The query runs as a temporary SELECT-only "
             "user with the database's statement timeout and row limit; more than "
             f"{DISPLAY_ROWS} rows come as a CSV file as well."
         ),

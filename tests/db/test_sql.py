@@ -73,7 +73,8 @@ async def test_show_explain_and_describe_are_reads(bot: Bot) -> None:
         ("SELECT 1; DROP TABLE orders", "one statement at a time"),
         ("SELECT * FROM orders INTO OUTFILE '/tmp/orders.csv'", "INTO OUTFILE"),
         ("SELECT * FROM orders FOR UPDATE", "locking reads"),
-        ("SELECT 1 /*! ; DELETE FROM orders */", "executable comments"),
+        ("SELECT 1 /*! ; DELETE FROM orders */", "an executable comment"),
+        ("SELECT 1 --\u00a0, GET_LOCK('x', 0)\nFROM (SELECT 1 AS `\u00a0`) t", "U+00A0"),
     ],
 )
 async def test_a_statement_that_is_not_one_read_is_refused_before_anything_connects(
