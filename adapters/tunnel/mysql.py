@@ -47,6 +47,11 @@ _STATEMENT_TIMEOUTS = {1969, 3024}  # MariaDB max_statement_time, MySQL max_exec
 _PERMISSION_DENIED = {1044, 1045, 1142, 1143, 1227, 1370}
 _CONNECTION_LOST = {2003, 2006, 2013, 2055}
 _MULTI_STATEMENTS_OFF = 1
+# sql_mode flags that change where strings, names and comments end: ANSI_QUOTES makes "…"
+# a name, NO_BACKSLASH_ESCAPES ends a string at \', and the compound modes imply ANSI_QUOTES.
+_LEXICAL_SQL_MODES = frozenset(
+    {"ANSI_QUOTES", "NO_BACKSLASH_ESCAPES", "ANSI", "ORACLE", "MSSQL", "DB2", "POSTGRESQL", "MAXDB"}
+)
 
 
 @dataclass(frozen=True)
@@ -242,10 +247,7 @@ async def run_read_query(
                         "SET SESSION max_execution_time = %s",
                         (int(timeout.total_seconds() * 1000),),
                     )
-                # The statement was checked with backslash escapes on; run it the same way.
-                await cursor.execute(
-                    "SET SESSION sql_mode = REPLACE(@@SESSION.sql_mode, 'NO_BACKSLASH_ESCAPES', '')"
-                )
+                await _lexed_as_checked(cursor)
                 await cursor.execute("SET SESSION TRANSACTION READ ONLY")
             cursor = await connection.cursor(aiomysql.SSCursor)
             await cursor.execute(statement)
@@ -274,6 +276,18 @@ async def run_read_query(
         truncated=truncated,
         elapsed=timedelta(seconds=time.monotonic() - started),
     )
+
+
+async def _lexed_as_checked(cursor: Any) -> None:
+    """Have the server read the statement as the guard did, whatever its configured sql_mode.
+
+    The guard reads `\\'` inside a string as an escaped quote and `"…"` as a string, not a name.
+    """
+    await cursor.execute("SELECT @@SESSION.sql_mode")
+    row = await cursor.fetchone()
+    modes = str(row[0] if row else "").split(",")
+    kept = ",".join(m for m in modes if m and m.upper() not in _LEXICAL_SQL_MODES)
+    await cursor.execute("SET SESSION sql_mode = %s", (kept,))
 
 
 async def _single_statements_only(connection: Any) -> None:

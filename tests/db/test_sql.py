@@ -133,3 +133,21 @@ async def test_sql_needs_the_sql_permission(bot: Bot) -> None:
     result = await bot.dispatcher.handle(CAROL, "sql main staging SELECT 1")
     assert result.outcome is Outcome.REFUSED
     assert "lacks permission sql:staging" in result.text
+
+
+async def test_the_query_reads_quotes_as_the_check_did_whatever_the_server_sql_mode(
+    bot: Bot, mariadb: MariaDbServer
+) -> None:
+    """With ANSI_QUOTES "…" would be a name, with NO_BACKSLASH_ESCAPES \\' would end a string."""
+    (before,) = mariadb.query("SELECT @@GLOBAL.sql_mode")[0]
+    mariadb.query("SET GLOBAL sql_mode = 'ANSI,NO_BACKSLASH_ESCAPES'")
+    try:
+        result = await bot.dispatcher.handle(
+            DAVE, "sql main staging SELECT \"a\\\"b\" AS quoted, 'c\\'d' AS backslashed"
+        )
+    finally:
+        mariadb.query("SET GLOBAL sql_mode = %s", (before,))
+    assert result.outcome is Outcome.OK, result.text
+    table = result.messages[0].table
+    assert table is not None
+    assert table.rows == [['a"b', "c'd"]]
