@@ -93,6 +93,7 @@ _QUOTED = frozenset(
 # 0x41 and 0b01 are numbers without quotes, which sqlglot files with the quoted forms.
 _UNQUOTED_LITERALS = frozenset({TokenType.HEX_STRING, TokenType.BIT_STRING})
 
+_ASCII_WHITESPACE = "".join(sorted(WHITESPACE))
 _TYPOGRAPHIC_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'})
 
 
@@ -110,7 +111,8 @@ def normalize_chat_sql(text: str) -> str:
 
 
 def check_read_only(sql: str) -> ReadStatement:
-    source = sql.strip()
+    # Only MariaDB's whitespace: str.strip() would also drop U+00A0, U+2028, U+FEFF, ...
+    source = sql.strip(_ASCII_WHITESPACE)
     if len(source) > MAX_STATEMENT_LENGTH:
         raise Refused(f"the statement is longer than {MAX_STATEMENT_LENGTH} characters")
     lexed = lex(source)
@@ -137,7 +139,7 @@ def check_read_only(sql: str) -> ReadStatement:
             f"cannot read that as one statement the way the database does: it starts with "
             f"{tokens[0].upper} but reads as {kind}; write it more plainly"
         )
-    return ReadStatement(text=text.strip(), kind=kind)
+    return ReadStatement(text=text.strip(_ASCII_WHITESPACE), kind=kind)
 
 
 def _without_terminator(tokens: list[Token]) -> list[Token]:

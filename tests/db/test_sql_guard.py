@@ -133,3 +133,11 @@ def test_a_double_dash_without_a_space_is_two_minus_signs() -> None:
 def test_strings_and_names_keep_their_characters() -> None:
     statement = "SELECT 'caf\u00e9 -- #', `n\u00e4me` FROM orders WHERE note = 'it''s \\' /*'"
     assert check_read_only(statement).text == statement
+
+
+def test_only_ascii_whitespace_is_trimmed_from_the_ends() -> None:
+    assert check_read_only(" \t\r\n\x0b\x0cSELECT 1 \n").text == "SELECT 1"
+    with pytest.raises(Refused, match="U\\+FEFF"):
+        check_read_only("\ufeffSELECT 1")
+    with pytest.raises(Refused, match="U\\+00A0"):
+        check_read_only("SELECT 1 # trailing\u00a0")
