@@ -236,19 +236,7 @@ async def run_read_query(
     finished = False
     try:
         async with asyncio.timeout(timeout.total_seconds() + QUERY_GRACE):
-            await _single_statements_only(connection)
-            async with connection.cursor() as cursor:
-                if "mariadb" in connection.get_server_info().lower():
-                    await cursor.execute(
-                        "SET SESSION max_statement_time = %s", (timeout.total_seconds(),)
-                    )
-                else:
-                    await cursor.execute(
-                        "SET SESSION max_execution_time = %s",
-                        (int(timeout.total_seconds() * 1000),),
-                    )
-                await _lexed_as_checked(cursor)
-                await cursor.execute("SET SESSION TRANSACTION READ ONLY")
+            await prepare_read_session(connection, timeout)
             cursor = await connection.cursor(aiomysql.SSCursor)
             await cursor.execute(statement)
             columns = [str(d[0]) for d in cursor.description or ()]
@@ -276,6 +264,24 @@ async def run_read_query(
         truncated=truncated,
         elapsed=timedelta(seconds=time.monotonic() - started),
     )
+
+
+async def prepare_read_session(connection: Any, timeout: timedelta) -> None:
+    """Set up a `sql` connection before its statement runs.
+
+    One statement per query, the statement timeout enforced by the server, the sql_mode the
+    guard read the statement with, and READ ONLY transactions.
+    """
+    await _single_statements_only(connection)
+    async with connection.cursor() as cursor:
+        if "mariadb" in connection.get_server_info().lower():
+            await cursor.execute("SET SESSION max_statement_time = %s", (timeout.total_seconds(),))
+        else:
+            await cursor.execute(
+                "SET SESSION max_execution_time = %s", (int(timeout.total_seconds() * 1000),)
+            )
+        await _lexed_as_checked(cursor)
+        await cursor.execute("SET SESSION TRANSACTION READ ONLY")
 
 
 async def _lexed_as_checked(cursor: Any) -> None:
