@@ -25,6 +25,7 @@ import pymysql
 from pymysql.constants import COMMAND
 
 from adapters.aws.secrets import AdminCredentials
+from adapters.tunnel.result_budget import ResultBudget
 from bot.errors import OperationFailed
 from bot.ports.database import QueryResult
 
@@ -221,18 +222,23 @@ async def run_read_query(
     *,
     timeout: timedelta,
     row_limit: int,
+    max_result_bytes: int,
+    max_cell_bytes: int,
     where: str,
 ) -> QueryResult:
     """One statement as `user`, in a READ ONLY transaction with a server-side time limit.
 
-    Rows are streamed, and at most `row_limit` + 1 are read: a bigger result is cut by
-    closing the connection, not by reading it to the end.
+    Rows are streamed from an unbuffered cursor one at a time, and kept while they fit in
+    `row_limit` rows and `max_result_bytes` bytes, each cell cut to `max_cell_bytes`. A bigger
+    result is cut by closing the connection, which ends the query on the server, not by
+    reading it to the end.
     """
     started = time.monotonic()
     try:
         connection = await _connect(host, port, user.name, user.password, schema)
     except (pymysql.err.MySQLError, OSError, TimeoutError) as error:
         raise database_error(error, where) from None
+    budget = ResultBudget(row_limit, max_result_bytes, max_cell_bytes)
     finished = False
     try:
         async with asyncio.timeout(timeout.total_seconds() + QUERY_GRACE):
@@ -240,9 +246,10 @@ async def run_read_query(
             cursor = await connection.cursor(aiomysql.SSCursor)
             await cursor.execute(statement)
             columns = [str(d[0]) for d in cursor.description or ()]
-            rows = [tuple(r) for r in await cursor.fetchmany(row_limit + 1)] if columns else []
-            truncated = len(rows) > row_limit
-            if not truncated:
+            while columns and (row := await cursor.fetchone()) is not None:
+                if not budget.take(tuple(row)):
+                    break
+            if budget.cut is None:
                 await cursor.close()
                 finished = True
     except TimeoutError:
@@ -257,12 +264,14 @@ async def run_read_query(
             except (pymysql.err.MySQLError, OSError, TimeoutError):
                 connection.close()
         else:
+            # The rest of the result is still on its way: drop it with the connection.
             connection.close()
     return QueryResult(
         columns=columns,
-        rows=rows[:row_limit],
-        truncated=truncated,
+        rows=budget.rows,
         elapsed=timedelta(seconds=time.monotonic() - started),
+        cut=budget.cut,
+        cut_cells=budget.cut_cells,
     )
 
 
