@@ -30,7 +30,6 @@ from bot.errors import Refused
 # MariaDB's whitespace in utf8mb4 (my_isspace): space, \t, \n, \v, \f, \r.
 WHITESPACE = frozenset(" \t\n\r\x0b\x0c")
 _PRINTABLE = frozenset(chr(c) for c in range(0x21, 0x7F))
-_QUOTES = frozenset("'\"`")
 _WORD = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
 _WORD_CHAR = re.compile(r"[A-Za-z0-9_$]")
 _WORD_CHAR_RUN = re.compile(r"[A-Za-z0-9_$.]+")
