@@ -2,7 +2,7 @@
 
 Three readings must agree before a statement is let through:
 
-1. MariaDB's lexer, reproduced in `bot.sql_lexer`: where strings, `names` and comments are,
+1. MariaDB's lexer, reproduced in `commands.database.sql_lexer`: where strings, `names` and comments are,
    and the tokens in between. Anything it could read in two ways is refused, and comments are
    blanked out of what is sent, so nothing can hide in one.
 2. Rules on those tokens, which see every token the server will see, including the ones a
@@ -29,7 +29,7 @@ from sqlglot.tokenizer_core import Token as SqlglotToken
 from sqlglot.tokenizer_core import TokenType
 
 from bot.errors import Refused
-from bot.sql_lexer import WHITESPACE, Kind, Lexed, Token, lex, where
+from commands.database.sql_lexer import WHITESPACE, Kind, Lexed, Token, lex, where
 
 MAX_STATEMENT_LENGTH = 20_000
 

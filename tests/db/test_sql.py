@@ -16,7 +16,7 @@ from bot.config import Config, Settings, parse_config
 from bot.errors import OperationFailed
 from bot.model import Origin, Outcome
 from bot.ports.database import CutValue, QueryResult, ResultCut, database_target
-from commands.sql import render_result
+from commands.database.sql import render_result
 from tests.db.conftest import db_config_data, startup_sweep
 from tests.db.servers import MariaDbServer, SshBastion
 from tests.support.chat import RecordingChat

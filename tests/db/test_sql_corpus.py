@@ -22,14 +22,14 @@ import aiomysql
 import pymysql
 import pytest
 
-from adapters.cloud.secrets import AdminCredentials
+from adapters.aws.secrets import AdminCredentials
 from adapters.tunnel.mysql import (
     TemporaryUser,
     admin_connection,
     prepare_read_session,
 )
 from bot.errors import Refused
-from bot.sql_guard import check_read_only, normalize_chat_sql
+from commands.database.sql_guard import check_read_only, normalize_chat_sql
 from tests.db.conftest import PRODUCTION_ADMIN
 from tests.db.servers import MariaDbServer
 from tests.db.sql_corpus import HIDING_PLACES, PAYLOADS, READS, REFUSED
