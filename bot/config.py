@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import types
 import typing
 from datetime import timedelta
@@ -14,6 +15,7 @@ import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
+    ByteSize,
     ConfigDict,
     Field,
     SecretStr,
@@ -38,6 +40,19 @@ def _duration(value: Any) -> Any:
 
 
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
+_SIZE = re.compile(r"\d+(\.\d+)?\s*([KMG]i?B|B)?", re.IGNORECASE)
+
+
+def _size(value: Any) -> Any:
+    if isinstance(value, int | float) and value <= 0:
+        raise ValueError(f"expected a size greater than 0 bytes, not {value}")
+    if isinstance(value, str) and not _SIZE.fullmatch(value.strip()):
+        raise ValueError(f"expected a size such as 10MB, 64KiB or 1000 (bytes), not {value!r}")
+    return value
+
+
+# A size in bytes: a number, or a number with a unit (64KB = 64,000, 64KiB = 65,536).
+Bytes = Annotated[ByteSize, BeforeValidator(_size), Field(gt=0)]
 
 
 class Strict(BaseModel):
@@ -113,6 +128,19 @@ class Database(Strict):
     max_session: Duration = timedelta(hours=2)
     statement_timeout: Duration = timedelta(seconds=30)
     row_limit: int = 1000
+    # Bytes `sql` keeps of one result, counted as rows stream in (10MB, 64KiB, or a number).
+    max_result_bytes: Bytes = ByteSize(10_000_000)
+    # A longer cell is cut to this and shown ending in "…".
+    max_cell_bytes: Bytes = ByteSize(64_000)
+
+    @model_validator(mode="after")
+    def _cell_within_result(self) -> Database:
+        if self.max_cell_bytes > self.max_result_bytes:
+            raise ValueError(
+                f"max_cell_bytes ({self.max_cell_bytes}) must not be larger than "
+                f"max_result_bytes ({self.max_result_bytes})"
+            )
+        return self
 
 
 class Environment(Strict):

@@ -25,6 +25,7 @@ import pymysql
 from pymysql.constants import COMMAND
 
 from adapters.aws.secrets import AdminCredentials
+from adapters.tunnel.result_budget import ResultBudget
 from bot.errors import OperationFailed
 from bot.ports.database import QueryResult
 
@@ -47,6 +48,11 @@ _STATEMENT_TIMEOUTS = {1969, 3024}  # MariaDB max_statement_time, MySQL max_exec
 _PERMISSION_DENIED = {1044, 1045, 1142, 1143, 1227, 1370}
 _CONNECTION_LOST = {2003, 2006, 2013, 2055}
 _MULTI_STATEMENTS_OFF = 1
+# sql_mode flags that change where strings, names and comments end: ANSI_QUOTES makes "…"
+# a name, NO_BACKSLASH_ESCAPES ends a string at \', and the compound modes imply ANSI_QUOTES.
+_LEXICAL_SQL_MODES = frozenset(
+    {"ANSI_QUOTES", "NO_BACKSLASH_ESCAPES", "ANSI", "ORACLE", "MSSQL", "DB2", "POSTGRESQL", "MAXDB"}
+)
 
 
 @dataclass(frozen=True)
@@ -216,43 +222,34 @@ async def run_read_query(
     *,
     timeout: timedelta,
     row_limit: int,
+    max_result_bytes: int,
+    max_cell_bytes: int,
     where: str,
 ) -> QueryResult:
     """One statement as `user`, in a READ ONLY transaction with a server-side time limit.
 
-    Rows are streamed, and at most `row_limit` + 1 are read: a bigger result is cut by
-    closing the connection, not by reading it to the end.
+    Rows are streamed from an unbuffered cursor one at a time, and kept while they fit in
+    `row_limit` rows and `max_result_bytes` bytes, each cell cut to `max_cell_bytes`. A bigger
+    result is cut by closing the connection, which ends the query on the server, not by
+    reading it to the end.
     """
     started = time.monotonic()
     try:
         connection = await _connect(host, port, user.name, user.password, schema)
     except (pymysql.err.MySQLError, OSError, TimeoutError) as error:
         raise database_error(error, where) from None
+    budget = ResultBudget(row_limit, max_result_bytes, max_cell_bytes)
     finished = False
     try:
         async with asyncio.timeout(timeout.total_seconds() + QUERY_GRACE):
-            await _single_statements_only(connection)
-            async with connection.cursor() as cursor:
-                if "mariadb" in connection.get_server_info().lower():
-                    await cursor.execute(
-                        "SET SESSION max_statement_time = %s", (timeout.total_seconds(),)
-                    )
-                else:
-                    await cursor.execute(
-                        "SET SESSION max_execution_time = %s",
-                        (int(timeout.total_seconds() * 1000),),
-                    )
-                # The statement was checked with backslash escapes on; run it the same way.
-                await cursor.execute(
-                    "SET SESSION sql_mode = REPLACE(@@SESSION.sql_mode, 'NO_BACKSLASH_ESCAPES', '')"
-                )
-                await cursor.execute("SET SESSION TRANSACTION READ ONLY")
+            await prepare_read_session(connection, timeout)
             cursor = await connection.cursor(aiomysql.SSCursor)
             await cursor.execute(statement)
             columns = [str(d[0]) for d in cursor.description or ()]
-            rows = [tuple(r) for r in await cursor.fetchmany(row_limit + 1)] if columns else []
-            truncated = len(rows) > row_limit
-            if not truncated:
+            while columns and (row := await cursor.fetchone()) is not None:
+                if not budget.take(tuple(row)):
+                    break
+            if budget.cut is None:
                 await cursor.close()
                 finished = True
     except TimeoutError:
@@ -267,13 +264,45 @@ async def run_read_query(
             except (pymysql.err.MySQLError, OSError, TimeoutError):
                 connection.close()
         else:
+            # The rest of the result is still on its way: drop it with the connection.
             connection.close()
     return QueryResult(
         columns=columns,
-        rows=rows[:row_limit],
-        truncated=truncated,
+        rows=budget.rows,
         elapsed=timedelta(seconds=time.monotonic() - started),
+        cut=budget.cut,
+        cut_cells=budget.cut_cells,
     )
+
+
+async def prepare_read_session(connection: Any, timeout: timedelta) -> None:
+    """Set up a `sql` connection before its statement runs.
+
+    One statement per query, the statement timeout enforced by the server, the sql_mode the
+    guard read the statement with, and READ ONLY transactions.
+    """
+    await _single_statements_only(connection)
+    async with connection.cursor() as cursor:
+        if "mariadb" in connection.get_server_info().lower():
+            await cursor.execute("SET SESSION max_statement_time = %s", (timeout.total_seconds(),))
+        else:
+            await cursor.execute(
+                "SET SESSION max_execution_time = %s", (int(timeout.total_seconds() * 1000),)
+            )
+        await _lexed_as_checked(cursor)
+        await cursor.execute("SET SESSION TRANSACTION READ ONLY")
+
+
+async def _lexed_as_checked(cursor: Any) -> None:
+    """Have the server read the statement as the guard did, whatever its configured sql_mode.
+
+    The guard reads `\\'` inside a string as an escaped quote and `"…"` as a string, not a name.
+    """
+    await cursor.execute("SELECT @@SESSION.sql_mode")
+    row = await cursor.fetchone()
+    modes = str(row[0] if row else "").split(",")
+    kept = ",".join(m for m in modes if m and m.upper() not in _LEXICAL_SQL_MODES)
+    await cursor.execute("SET SESSION sql_mode = %s", (kept,))
 
 
 async def _single_statements_only(connection: Any) -> None:

@@ -59,6 +59,8 @@ class TunnelReadQueries:
                 statement,
                 timeout=timeout,
                 row_limit=config.row_limit,
+                max_result_bytes=config.max_result_bytes,
+                max_cell_bytes=config.max_cell_bytes,
                 where=f"{host}:{port}",
             )
         except TimeoutError:

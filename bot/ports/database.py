@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import Enum
 from typing import Protocol
 
 from bot.config import Config, Database
@@ -78,13 +79,31 @@ class DatabaseSessions(Protocol):
         """Open sessions, of this replica and any other sharing the store."""
 
 
+class ResultCut(Enum):
+    """Why `QueryResult.rows` is not the whole result: the config key that stopped it."""
+
+    ROW_LIMIT = "row_limit"  # more rows than that; `rows` holds the first `row_limit`
+    MAX_RESULT_BYTES = "max_result_bytes"  # the next row would have gone over that budget
+
+
+@dataclass(frozen=True)
+class CutValue:
+    """A cell longer than `max_cell_bytes`: its first bytes, shown with a trailing "…"."""
+
+    head: str | bytes
+
+
 @dataclass(frozen=True)
 class QueryResult:
     columns: list[str]
-    rows: list[tuple[object, ...]]
-    # More rows were there than the row limit; `rows` holds the first `row_limit`.
-    truncated: bool
+    rows: list[tuple[object, ...]]  # a cell is a CutValue where it was cut
     elapsed: timedelta
+    cut: ResultCut | None = None  # None when every row was read
+    cut_cells: int = 0
+
+    @property
+    def truncated(self) -> bool:
+        return self.cut is not None
 
 
 class ReadQueries(Protocol):

@@ -62,3 +62,43 @@ def test_check_config_exits_non_zero_naming_the_misspelt_key(
 def test_check_config_accepts_the_demo(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check-config", "--config", str(DEMO_CONFIG)]) == 0
     assert "ok" in capsys.readouterr().out
+
+
+def _with_database(**changes: object) -> dict[str, object]:
+    data = demo_data()
+    database = {
+        "reader": "main.cluster-ro.example",
+        "database": "app",
+        "admin_secret": "env:ADMIN",
+        "bastion": {"host": "b", "user": "u", "key_file": "k", "known_hosts": "h"},
+        **changes,
+    }
+    data["environments"]["staging"]["databases"] = {"main": database}
+    return data
+
+
+def test_sql_result_limits_take_sizes_with_units() -> None:
+    config = parse_config(_with_database(max_result_bytes="20MB", max_cell_bytes="16KiB"))
+    database = config.database("main", "staging")
+    assert (database.max_result_bytes, database.max_cell_bytes) == (20_000_000, 16_384)
+    default = parse_config(_with_database()).database("main", "staging")
+    assert (default.max_result_bytes, default.max_cell_bytes) == (10_000_000, 64_000)
+
+
+@pytest.mark.parametrize(
+    ("changes", "says"),
+    [
+        ({"max_result_bytes": 0}, "max_result_bytes: expected a size greater than 0 bytes"),
+        ({"max_result_bytes": "lots"}, "max_result_bytes: expected a size such as 10MB"),
+        ({"max_cell_bytes": -1}, "max_cell_bytes: expected a size greater than 0 bytes"),
+        ({"max_cell_bytes": "-1KB"}, "max_cell_bytes: expected a size such as 10MB"),
+        (
+            {"max_result_bytes": "1MB", "max_cell_bytes": "2MB"},
+            "max_cell_bytes (2000000) must not be larger than max_result_bytes (1000000)",
+        ),
+    ],
+)
+def test_sql_result_limits_are_checked(changes: dict[str, object], says: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(_with_database(**changes))
+    assert any(says in error for error in caught.value.errors), caught.value.errors
