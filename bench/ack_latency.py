@@ -234,10 +234,11 @@ def role(name: str, port: int, *extra: str) -> list[str]:
 class Signer:
     """Signed slash command bodies, each with its own trigger_id (so none is a duplicate)."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, response_url: str = "http://127.0.0.1:9/unused") -> None:
         self.text = text
         self.verifier = SignatureVerifier(SECRET)
         self.count = 0
+        self.response_url = response_url
 
     def request(self, text: str | None = None) -> tuple[bytes, dict[str, str]]:
         self.count += 1
@@ -248,7 +249,7 @@ class Signer:
                 "user_id": MEMBER,
                 "command": "/ops",
                 "text": text or self.text,
-                "response_url": "http://127.0.0.1:9/unused",
+                "response_url": f"{self.response_url}/{self.count}",
                 "trigger_id": f"{self.count}.{time.time_ns()}.bench",
             }
         )

@@ -110,7 +110,7 @@ class SlackChat:
             return
         if _plain_progress(message) and origin.thread is not None:
             await self._progress(origin.channel, origin.thread, message)
-        else:
+        elif not await self._answer_command(origin, message):
             await self.post(origin.channel, message, thread=origin.thread)
         head = origin.extra.get(HEAD_TS)
         if head is None:
@@ -210,6 +210,22 @@ class SlackChat:
             return False
         return True
 
+    async def _answer_command(self, origin: Origin, message: Message) -> bool:
+        """Answer a slash command in the channel through its response_url, as Slack intends:
+        it is not counted against the channel's one post a second, so a busy channel's
+        answers never wait behind its jobs' progress. False when it must be a post instead
+        (no response_url, a request whose buttons are edited later, a file)."""
+        url = origin.extra.get(RESPONSE_URL)
+        if url is None or message.buttons or message.attachment is not None:
+            return False
+        payload = {
+            "response_type": "in_channel",
+            "replace_original": False,
+            "text": fallback_text(message),
+            "blocks": message_blocks(message),
+        }
+        return await self.respond(url, payload)
+
     def _remember_request(self, request_id: str, posted: PostedMessage) -> None:
         self._requests[request_id] = posted
         self._requests.move_to_end(request_id)
@@ -285,7 +301,7 @@ class SlackChat:
                 unfurl_media=False,
             )
 
-        await self.pacer.progress(slack_id(channel), thread, message.text, merged)
+        self.pacer.progress(slack_id(channel), thread, message.text, merged)
 
     async def _upload(self, posted: PostedMessage, message: Message, thread: str) -> None:
         attachment = message.attachment

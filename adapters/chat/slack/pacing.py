@@ -99,7 +99,8 @@ Merge = Callable[[list[str]], Send]
 class _Post:
     priority: int
     seq: int
-    done: asyncio.Future[Any] = field(compare=False)
+    # What a caller awaits; routine progress has none (nobody waits for it to go out).
+    done: asyncio.Future[Any] | None = field(default=None, compare=False)
     send: Send | None = field(default=None, compare=False)
     # Routine progress: its lines, joined into one message by `merge` when it is sent.
     lines: list[str] = field(default_factory=list, compare=False)
@@ -167,29 +168,26 @@ class ChannelPacer:
     ) -> Any:
         """Send through `channel`'s queue; returns what `send` returned (or raises its error).
         Progress still waiting in `thread` goes out first, whatever the priority."""
-        post = _Post(priority, next(self._seq), self._future(), send=send)
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        post = _Post(priority, next(self._seq), done, send=send)
         if thread is not None:
             waiting = self._progress.pop((channel, thread), None)
             if waiting is not None:
                 waiting.absorbed = True
                 post.before = waiting
         self._queue(channel).put_nowait(post)
-        return await post.done
+        return await done
 
-    async def progress(self, channel: str, thread: str, line: str, merge: Merge) -> None:
-        """A routine progress line in `thread`, sent with the lines still waiting there."""
+    def progress(self, channel: str, thread: str, line: str, merge: Merge) -> None:
+        """Queue a routine progress line in `thread`, to be sent with the lines still waiting
+        there. It returns at once: a job never waits for Slack's pace."""
         waiting = self._progress.get((channel, thread))
         if waiting is not None:
             waiting.lines.append(line)
-        else:
-            waiting = _Post(Priority.ROUTINE, next(self._seq), self._future(), lines=[line])
-            waiting.merge = merge
-            self._progress[(channel, thread)] = waiting
-            self._queue(channel).put_nowait(waiting)
-        await asyncio.shield(waiting.done)
-
-    def _future(self) -> asyncio.Future[Any]:
-        return asyncio.get_running_loop().create_future()
+            return
+        waiting = _Post(Priority.ROUTINE, next(self._seq), lines=[line], merge=merge)
+        self._progress[(channel, thread)] = waiting
+        self._queue(channel).put_nowait(waiting)
 
     def _queue(self, channel: str) -> asyncio.PriorityQueue[_Post]:
         queue = self._queues.get(channel)
@@ -228,13 +226,16 @@ class ChannelPacer:
                 post.sender(), bucket, f"a post in {channel}", self._limited
             )
         except asyncio.CancelledError:
-            post.done.cancel()
+            if post.done is not None:
+                post.done.cancel()
             raise
         except Exception as error:
-            if not post.done.done():
+            if post.done is None:
+                log.exception("a progress post in %s could not be sent", channel)
+            elif not post.done.done():
                 post.done.set_exception(error)
         else:
-            if not post.done.done():
+            if post.done is not None and not post.done.done():
                 post.done.set_result(result)
 
     async def close(self, grace: float = 10.0) -> None:
