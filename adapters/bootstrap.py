@@ -17,22 +17,16 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Any
 
 from adapters.aws.capacity import AwsAutoScaling, AwsDatabases, AwsEc2, AwsTargetGroups
 from adapters.aws.clients import AwsClients, explain_aws_failure
 from adapters.aws.ecs import AwsEcs
 from adapters.aws.quotas import AwsQuotas
 from adapters.aws.secrets import AdminSecrets
-from adapters.chat import slack, typetalk
-from adapters.chat.slack import SlackConnection
 from adapters.chat.typetalk import TypetalkChat
-from adapters.http import health, server
 from adapters.prometheus import PrometheusMetrics
 from adapters.store import open_store
-from adapters.triggers import ci, github
 from adapters.triggers.common import TriggerChannels
 from adapters.tunnel.database_access import DatabaseAccess
 from adapters.tunnel.queries import TunnelReadQueries
@@ -51,6 +45,11 @@ from bot.services import Core, Services
 from bot.spec import Registry
 from commands import build_registry
 from commands.capacity.quota_watch import QuotaWatcher
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from adapters.chat.slack import SlackConnection
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +151,12 @@ async def build_bot(
             max_attempts=retries,
         )
         closers.append(store.close)
-        slack_connection = slack.connect(settings)
+        slack_connection: SlackConnection | None = None
+        if settings.slack_bot_token is not None:
+            # slack-bolt and its Web API client load only where Slack is configured.
+            from adapters.chat import slack
+
+            slack_connection = slack.connect(settings, config.slack)
         if slack_connection is not None:
             closers.append(slack_connection.close)
         typetalk_chat = TypetalkChat(
@@ -242,6 +246,11 @@ async def running_bot(
 def build_web_app(bot: Bot) -> web.Application:
     """`kajitori serve`'s one aiohttp application: health, metrics, Slack, Typetalk and
     the GitHub and CI webhooks, each mounted here with what it needs."""
+    # Loaded here, not at start: a one-shot `kajitori run` serves no HTTP.
+    from adapters.chat import slack, typetalk
+    from adapters.http import health, server
+    from adapters.triggers import ci, github
+
     kernel, settings = bot.kernel, bot.settings
     app = server.new_app(kernel)
     health.mount(app, bot.metrics, kernel.jobs)
@@ -261,6 +270,9 @@ async def serve(
     socket_mode: bool = False,
 ) -> None:
     """`kajitori serve`: the bot behind its HTTP server until SIGTERM or SIGINT."""
+    from adapters.chat import slack
+    from adapters.http import server
+
     bot = await build_bot(config, settings)
     # A server takes over the jobs of replicas that stopped, and hands its own over when it
     # stops; a shell or `run` does neither, as it leaves soon.

@@ -8,6 +8,7 @@ Everything runs on this machine, each server in its own process:
     deploy jobs started on them keep running through the measurement,
   - `kajitori serve` (Slack configured, SQLite store),
   - (a) a bare slack-bolt AsyncApp with default settings whose /ops handler only acks,
+  - (a') the smallest useful bot: the same, answering `help` through the response_url,
   - (b) a bare aiohttp handler that only checks the signature and answers: the floor.
 
 Every target gets the same kind of signed slash command (each with its own trigger_id) at
@@ -88,6 +89,11 @@ async def fake_slack(port: int) -> None:
         counts[request.path] = counts.get(request.path, 0) + 1
         if request.path.endswith("chat.postMessage") and b'"thread_ts"' not in body:
             counts["top-level messages"] = counts.get("top-level messages", 0) + 1
+        if request.path.startswith("/hooks/") or (
+            request.path.endswith("chat.postMessage") and b'"thread_ts"' not in body
+        ):
+            # An answer to a command: posted in the channel, or through its response_url.
+            counts["answers"] = counts.get("answers", 0) + 1
         if request.path.endswith("auth.test"):
             return web.json_response(
                 {"ok": True, "team_id": "T0DEMO", "user_id": "UKAJITORI", "bot_id": "BKAJITORI"}
@@ -113,6 +119,33 @@ async def bare_bolt(port: int, slack_api: str) -> None:
     @bolt.command("/ops")
     async def only_ack(ack: Any) -> None:
         await ack()
+
+    async def events(request: web.Request) -> web.Response:
+        return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
+
+    app = web.Application()
+    app.router.add_post("/slack/events", events)
+    await serve_forever(app, port)
+
+
+HELP_TEXT = (
+    "commands: help, status, deploy, rollback, scale out, scale up, limits, db open, "
+    "db close, db list, sql, history, lock, unlock, approve, deny, jobs"
+)
+
+
+async def bolt_help(port: int, slack_api: str) -> None:
+    """The smallest useful bot: acks, then answers `help` through the response_url."""
+    from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+    from slack_bolt.async_app import AsyncApp
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    bolt = AsyncApp(signing_secret=SECRET, client=AsyncWebClient(token=TOKEN, base_url=slack_api))
+
+    @bolt.command("/ops")
+    async def answer_help(ack: Any, respond: Any) -> None:
+        await ack()
+        await respond(text=HELP_TEXT, response_type="in_channel")
 
     async def events(request: web.Request) -> web.Response:
         return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
@@ -234,10 +267,11 @@ def role(name: str, port: int, *extra: str) -> list[str]:
 class Signer:
     """Signed slash command bodies, each with its own trigger_id (so none is a duplicate)."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, response_url: str = "http://127.0.0.1:9/unused") -> None:
         self.text = text
         self.verifier = SignatureVerifier(SECRET)
         self.count = 0
+        self.response_url = response_url
 
     def request(self, text: str | None = None) -> tuple[bytes, dict[str, str]]:
         self.count += 1
@@ -248,7 +282,7 @@ class Signer:
                 "user_id": MEMBER,
                 "command": "/ops",
                 "text": text or self.text,
-                "response_url": "http://127.0.0.1:9/unused",
+                "response_url": f"{self.response_url}/{self.count}",
                 "trigger_id": f"{self.count}.{time.time_ns()}.bench",
             }
         )
@@ -357,7 +391,7 @@ async def counts(slack: Process) -> dict[str, int]:
 
 
 async def answered(slack: Process) -> int:
-    return (await counts(slack)).get("top-level messages", 0)
+    return (await counts(slack)).get("answers", 0)
 
 
 async def drain(slack: Process, expected: int) -> float:
@@ -379,7 +413,8 @@ class Bench:
     def __init__(self, slack: Process, args: argparse.Namespace) -> None:
         self.slack = slack
         self.args = args
-        self.signer = Signer(args.text)
+        # Answers through a response_url reach the fake Slack's /hooks/, where they count.
+        self.signer = Signer(args.text, response_url=f"{slack.url}/hooks/command")
         self.figures: dict[tuple[str, str, int], Figures] = {}
         self.drains: dict[str, list[float]] = {}
 
@@ -456,12 +491,16 @@ async def main(args: argparse.Namespace) -> None:
         bolt = await stack.enter_async_context(
             started("bare bolt", role("bare-bolt", free_port(), "--slack-api", f"{slack.url}/api/"))
         )
+        helper = await stack.enter_async_context(
+            started("bolt help", role("bolt-help", free_port(), "--slack-api", f"{slack.url}/api/"))
+        )
         floor = await stack.enter_async_context(
             started("bare aiohttp", role("bare-aiohttp", free_port()))
         )
         targets = [
             Target("bare aiohttp (floor)", floor, answers=False),
             Target("bare slack-bolt AsyncApp", bolt, answers=False),
+            Target("slack-bolt answering help", helper, answers=True),
             Target("kajitori serve", kajitori, answers=True),
         ]
         print(
@@ -505,11 +544,14 @@ async def main(args: argparse.Namespace) -> None:
         for period in ("idle", loaded):
             floor1 = by[("bare aiohttp (floor)", period, 1)]
             bolt50 = by[("bare slack-bolt AsyncApp", period, 50)]
+            helper50 = by[("slack-bolt answering help", period, 50)]
             k1, k50 = by[("kajitori serve", period, 1)], by[("kajitori serve", period, 50)]
             print(
                 f"{period}: kajitori p50 at concurrency 1 = {k1.percentile(50) / floor1.percentile(50):.2f}x "
                 f"the floor's (target: within 3x); requests/s at concurrency 50 = "
-                f"{k50.per_second / bolt50.per_second:.2f}x bare bolt's (target: at least 1x)"
+                f"{k50.per_second / bolt50.per_second:.2f}x bare bolt's, "
+                f"{k50.per_second / helper50.per_second:.2f}x bolt answering help's "
+                "(target: at least 1x)"
             )
         if args.json:
             await asyncio.to_thread(
@@ -559,6 +601,8 @@ if __name__ == "__main__":
         asyncio.run(fake_slack(arguments.port))
     elif arguments.role == "bare-bolt":
         asyncio.run(bare_bolt(arguments.port, arguments.slack_api))
+    elif arguments.role == "bolt-help":
+        asyncio.run(bolt_help(arguments.port, arguments.slack_api))
     elif arguments.role == "bare-aiohttp":
         asyncio.run(bare_aiohttp(arguments.port))
     elif arguments.role == "sandbox":

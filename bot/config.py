@@ -184,6 +184,11 @@ class AwsConfig(Strict):
 
 class SlackConfig(Strict):
     command: str = "/ops"
+    # Slack's pace: chat.postMessage about once a second per channel with short bursts, and
+    # chat.update about 50 a minute per workspace (Tier 3). kajitori keeps within them.
+    post_rate: float = Field(default=1.0, gt=0)  # posts per second per channel
+    post_burst: int = Field(default=3, ge=1)
+    updates_per_minute: float = Field(default=50.0, gt=0)
 
 
 class TypetalkConfig(Strict):

@@ -22,7 +22,6 @@ from bot.ports.database import (
     database_target,
 )
 from bot.spec import Arg, ArgKind, CommandSpec, Context
-from commands.database.sql_guard import check_read_only, normalize_chat_sql
 
 # Rows shown in chat; the CSV attachment holds every row read.
 DISPLAY_ROWS = 20
@@ -30,6 +29,9 @@ CELL_WIDTH = 60
 
 
 async def sql(ctx: Context) -> Message:
+    # sqlglot loads with the first query, not with every start of kajitori.
+    from commands.database.sql_guard import check_read_only, normalize_chat_sql
+
     command = ctx.command
     target = database_target(ctx.services.config, command.word("database"), command.word("env"))
     statement = check_read_only(normalize_chat_sql(str(command.args["statement"])))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from adapters.chat.slack.blocks import (
@@ -143,8 +144,8 @@ async def test_status_lines_coalesce_progress_and_always_end_with_the_final_line
     sent: list[str] = []
     first_sent = asyncio.Event()
 
-    async def send(_channel: str, _ts: str, _head: Message, line: str) -> None:
-        sent.append(line)
+    async def send(_channel: str, _ts: str, _head: Message, line: Callable[[], str]) -> None:
+        sent.append(line())
         first_sent.set()
 
     lines = StatusLines(send, min_interval=3600)

@@ -31,7 +31,7 @@ async def test_forged_signature_and_stale_timestamp_get_401_and_start_nothing(
 
     # A genuine request afterwards is served, and is the only thing that happened.
     assert (await sender.slash("status api staging"))[0] == 200
-    await fake_slack.wait_for(lambda: any("api in staging" in p.text for p in fake_slack.posted))
-    assert [p.text for p in fake_slack.posted if "api in staging" not in p.text] == []
-    assert fake_slack.hook_posts() == []
+    await fake_slack.wait_for(lambda: any("api in staging" in t for t in fake_slack.said()))
+    assert fake_slack.posted == []
+    assert [b["text"] for b in fake_slack.hook_posts() if "api in staging" not in b["text"]] == []
     assert await jobs_in_store(tmp_path) == []

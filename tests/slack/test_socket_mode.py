@@ -111,9 +111,7 @@ async def test_socket_mode_slash_command_is_acknowledged_and_answered(
                 ack = await socket_server.acks.get()
             assert ack["envelope_id"] == "env-1"
             assert ack["payload"] == {"text": "", "response_type": "in_channel"}
-            await fake_slack.wait_for(
-                lambda: any("api in staging" in p.text for p in fake_slack.posted)
-            )
+            await fake_slack.wait_for(lambda: any("api in staging" in t for t in fake_slack.said()))
         finally:
             connection.cancel()
             with contextlib.suppress(asyncio.CancelledError):

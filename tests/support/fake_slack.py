@@ -6,11 +6,12 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
+from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
 from tests.support.recorder import Recorded, RecordingApi
@@ -35,13 +36,64 @@ class Posted:
         return json.dumps(self.blocks, ensure_ascii=False)
 
 
-class FakeSlack:
-    """A RecordingApi answering the Web API methods kajitori calls."""
+# Slack's published limits (https://api.slack.com/docs/rate-limits): per method per app per
+# workspace, Tier 2 20+ a minute, Tier 3 50+, Tier 4 100+ ("generous burst behavior");
+# chat.postMessage is special: about 1 a second per channel, short bursts allowed.
+METHOD_TIERS = {
+    "chat.update": 50.0,
+    "chat.postEphemeral": 100.0,
+    "conversations.open": 50.0,
+    "files.getUploadURLExternal": 20.0,
+    "files.completeUploadExternal": 20.0,
+}
 
-    def __init__(self) -> None:
+
+@dataclass
+class _Bucket:
+    rate: float  # per second
+    burst: float
+    tokens: float
+    at: float = field(default_factory=time.monotonic)
+
+    def take(self) -> float:
+        """0 when a request may go now, else the seconds until it may (Retry-After)."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+
+@dataclass(frozen=True)
+class SlackLimits:
+    """The limits the stand-in enforces: Slack's published ones, `speed` times faster."""
+
+    speed: float = 1.0
+    post_burst: float = 5.0  # chat.postMessage per channel
+    tier_burst_seconds: float = 10.0  # a tier method may burst this many seconds' worth
+
+    def post_bucket(self) -> _Bucket:
+        return _Bucket(self.speed, self.post_burst, self.post_burst)
+
+    def tier_bucket(self, per_minute: float) -> _Bucket:
+        rate = per_minute / 60 * self.speed
+        burst = max(rate * self.tier_burst_seconds, 1.0)
+        return _Bucket(rate, burst, burst)
+
+
+class FakeSlack:
+    """A RecordingApi answering the Web API methods kajitori calls; with `limits`, it answers
+    429 with Retry-After beyond Slack's rate limits, as Slack does."""
+
+    def __init__(self, limits: SlackLimits | None = None) -> None:
         self.api = RecordingApi()
         self.posted: list[Posted] = []
         self._ts = itertools.count(1)
+        self.limits = limits
+        self._buckets: dict[str, _Bucket] = {}
+        self.rate_limited: list[tuple[float, str]] = []  # (when, method or channel)
         self.api.responders.update(
             {
                 "/api/auth.test": lambda _r: {
@@ -62,6 +114,40 @@ class FakeSlack:
                 },
             }
         )
+
+        if limits is not None:
+            for path, responder in list(self.api.responders.items()):
+                self.api.responders[path] = self._limited(path.removeprefix("/api/"), responder)
+
+    def _limited(self, method: str, responder: Any) -> Any:
+        def answer(request: Recorded) -> Any:
+            wait = self._wait(method, request)
+            if wait > 0:
+                self.rate_limited.append((time.monotonic(), method))
+                return web.json_response(
+                    {"ok": False, "error": "ratelimited"},
+                    status=429,
+                    # Slack says whole seconds; a stand-in sped up says the scaled wait.
+                    headers={"Retry-After": _seconds(wait, self.limits)},
+                )
+            return responder(request)
+
+        return answer
+
+    def _wait(self, method: str, request: Recorded) -> float:
+        assert self.limits is not None
+        if method == "chat.postMessage":
+            key = f"chat.postMessage:{_args(request).get('channel')}"
+            bucket = self._buckets.get(key) or self._buckets.setdefault(
+                key, self.limits.post_bucket()
+            )
+        elif method in METHOD_TIERS:
+            bucket = self._buckets.get(method) or self._buckets.setdefault(
+                method, self.limits.tier_bucket(METHOD_TIERS[method])
+            )
+        else:
+            return 0.0
+        return bucket.take()
 
     async def start(self) -> FakeSlack:
         await self.api.start()
@@ -105,6 +191,20 @@ class FakeSlack:
         prefix = f"/hooks/{hook}" if hook else "/hooks/"
         return [r.json for r in self.api.requests if r.path.startswith(prefix)]
 
+    def said(self) -> list[str]:
+        """The text of everything said in channels: posts, and answers through response_urls
+        that everyone sees (`in_channel`)."""
+        hooks = [
+            str(body.get("text", ""))
+            for body in self.hook_posts()
+            if body.get("response_type") == "in_channel"
+        ]
+        return [p.text for p in self.posted] + hooks
+
+    def in_channel_answers(self) -> list[dict[str, Any]]:
+        """Answers to slash commands posted through their response_url for everyone to see."""
+        return [b for b in self.hook_posts() if b.get("response_type") == "in_channel"]
+
     def heads(self) -> list[Posted]:
         """Messages that start a job's thread: top-level, with a status line."""
         return [
@@ -119,6 +219,12 @@ class FakeSlack:
 
     async def wait_for(self, predicate: Any, timeout: float = 30.0) -> None:
         await self.api.wait_for(lambda _requests: predicate(), timeout=timeout)
+
+
+def _seconds(wait: float, limits: SlackLimits | None) -> str:
+    if limits is None or limits.speed == 1:
+        return str(max(1, round(wait)))
+    return f"{wait:.3f}"
 
 
 def _args(request: Recorded) -> dict[str, Any]:

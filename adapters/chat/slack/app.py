@@ -25,13 +25,13 @@ from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.response import BoltResponse
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
-    AsyncRateLimitErrorRetryHandler,
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.chat.slack.chat import SlackChat
 from adapters.chat.slack.listeners import SlackListeners
-from bot.config import Settings
+from adapters.chat.slack.pacing import ChannelPacer, UpdateBudget
+from bot.config import Settings, SlackConfig
 from bot.kernel import Kernel
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class SlackConnection:
         await self.session.close()
 
 
-def connect(settings: Settings) -> SlackConnection | None:
+def connect(settings: Settings, config: SlackConfig) -> SlackConnection | None:
     """The Web API client, or None when SLACK_BOT_TOKEN is not set."""
     if settings.slack_bot_token is None:
         log.info("Slack is off: SLACK_BOT_TOKEN is not set")
@@ -90,13 +90,17 @@ def connect(settings: Settings) -> SlackConnection | None:
         base_url=settings.slack_api_url.rstrip("/") + "/",
         timeout=int(API_TIMEOUT),
         session=session,
-        retry_handlers=[
-            AsyncConnectionErrorRetryHandler(max_retry_count=1),
-            AsyncRateLimitErrorRetryHandler(max_retry_count=2),
-        ],
+        # 429s are waited out by the pacing of every post and edit (pacing.py).
+        retry_handlers=[AsyncConnectionErrorRetryHandler(max_retry_count=1)],
         logger=log,
     )
-    return SlackConnection(client, session, SlackChat(client, session))
+    chat = SlackChat(
+        client,
+        session,
+        pacer=ChannelPacer(config.post_rate, config.post_burst),
+        updates=UpdateBudget(config.updates_per_minute),
+    )
+    return SlackConnection(client, session, chat)
 
 
 def mount(

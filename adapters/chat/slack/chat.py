@@ -3,12 +3,14 @@
 A job's progress lives in one thread under its head message, whose status line follows
 the job; private answers are ephemeral (through the command's response_url when there is
 one), falling back to a direct message; a request's buttons are replaced by who decided.
+Every post and edit goes through the pacing of `pacing.py`, within Slack's rate limits.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +29,7 @@ from adapters.chat.slack.blocks import (
     with_status,
     without_request_actions,
 )
+from adapters.chat.slack.pacing import ChannelPacer, Priority, UpdateBudget
 from adapters.chat.slack.payloads import (
     ADAPTER,
     HEAD_TEXT,
@@ -61,6 +64,13 @@ class PostedMessage:
     blocks: list[Block]
 
 
+def _plain_progress(message: Message) -> bool:
+    """Progress made of text alone, which can share one post with the next lines."""
+    return message.tone is Tone.PROGRESS and not (
+        message.fields or message.table or message.buttons or message.attachment
+    )
+
+
 def status_line(message: Message) -> str:
     first = (message.text.splitlines() or [""])[0]
     line = TONE_MARKS[message.tone] + escape(first)
@@ -77,15 +87,20 @@ class SlackChat:
         *,
         status_interval: float = 1.0,
         response_timeout: float = 10.0,
+        pacer: ChannelPacer | None = None,
+        updates: UpdateBudget | None = None,
     ) -> None:
         self._client = client
         self._session = session
         self._response_timeout = response_timeout
         self._status = StatusLines(self._update_status, status_interval)
         self._requests: OrderedDict[str, PostedMessage] = OrderedDict()
+        self.pacer = pacer or ChannelPacer()
+        self.updates = updates or UpdateBudget()
 
     async def close(self) -> None:
         await self._status.close()
+        await self.pacer.close()
 
     # the ChatAdapter port
 
@@ -93,7 +108,10 @@ class SlackChat:
         if message.private:
             await self._private(origin, message)
             return
-        await self.post(origin.channel, message, thread=origin.thread)
+        if _plain_progress(message) and origin.thread is not None:
+            await self._progress(origin.channel, origin.thread, message)
+        elif not await self._answer_command(origin, message):
+            await self.post(origin.channel, message, thread=origin.thread)
         head = origin.extra.get(HEAD_TS)
         if head is None:
             return
@@ -136,14 +154,20 @@ class SlackChat:
         if status is not None:
             blocks = with_status(blocks, status)
         text = fallback_text(message)
-        response = await self._client.chat_postMessage(
-            channel=slack_id(channel),
-            text=text,
-            blocks=blocks,
-            thread_ts=thread,
-            unfurl_links=False,
-            unfurl_media=False,
-        )
+
+        async def send() -> Any:
+            return await self._client.chat_postMessage(
+                channel=slack_id(channel),
+                text=text,
+                blocks=blocks,
+                thread_ts=thread,
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+
+        # Progress waits; what a person waits for (answers, requests, endings) goes first.
+        priority = Priority.ROUTINE if message.tone is Tone.PROGRESS else Priority.PERSON
+        response = await self.pacer.post(slack_id(channel), send, priority=priority, thread=thread)
         posted = PostedMessage(
             channel=str(response.get("channel") or slack_id(channel)),
             ts=str(response["ts"]),
@@ -165,8 +189,10 @@ class SlackChat:
         if where is None:
             return
         blocks = [*without_request_actions(where.blocks), context(line)]
-        await self._client.chat_update(
-            channel=where.channel, ts=where.ts, text=f"{where.text}\n{line}", blocks=blocks
+        await self.updates.update(
+            lambda: self._client.chat_update(
+                channel=where.channel, ts=where.ts, text=f"{where.text}\n{line}", blocks=blocks
+            )
         )
 
     async def respond(self, response_url: str, payload: dict[str, Any]) -> bool:
@@ -183,6 +209,22 @@ class SlackChat:
             log.warning("a response_url answered %s", response.status_code)
             return False
         return True
+
+    async def _answer_command(self, origin: Origin, message: Message) -> bool:
+        """Answer a slash command in the channel through its response_url, as Slack intends:
+        it is not counted against the channel's one post a second, so a busy channel's
+        answers never wait behind its jobs' progress. False when it must be a post instead
+        (no response_url, a request whose buttons are edited later, a file)."""
+        url = origin.extra.get(RESPONSE_URL)
+        if url is None or message.buttons or message.attachment is not None:
+            return False
+        payload = {
+            "response_type": "in_channel",
+            "replace_original": False,
+            "text": fallback_text(message),
+            "blocks": message_blocks(message),
+        }
+        return await self.respond(url, payload)
 
     def _remember_request(self, request_id: str, posted: PostedMessage) -> None:
         self._requests[request_id] = posted
@@ -232,13 +274,34 @@ class SlackChat:
             )
             await self._client.chat_postMessage(channel=user, text=text, blocks=blocks)
 
-    async def _update_status(self, channel: str, ts: str, head: Message, line: str) -> None:
-        await self._client.chat_update(
-            channel=channel,
-            ts=ts,
-            text=fallback_text(head),
-            blocks=with_status(message_blocks(head), line),
+    async def _update_status(
+        self, channel: str, ts: str, head: Message, line: Callable[[], str]
+    ) -> None:
+        # The line is read when the workspace's budget lets the edit go: the newest wins.
+        await self.updates.update(
+            lambda: self._client.chat_update(
+                channel=channel,
+                ts=ts,
+                text=fallback_text(head),
+                blocks=with_status(message_blocks(head), line()),
+            )
         )
+
+    async def _progress(self, channel: str, thread: str, message: Message) -> None:
+        """A progress line, sent with the other lines of its thread still waiting."""
+
+        def merged(lines: list[str]) -> Callable[[], Awaitable[Any]]:
+            joined = Message(text="\n".join(lines), tone=Tone.PROGRESS)
+            return lambda: self._client.chat_postMessage(
+                channel=slack_id(channel),
+                text=fallback_text(joined),
+                blocks=message_blocks(joined),
+                thread_ts=thread,
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+
+        self.pacer.progress(slack_id(channel), thread, message.text, merged)
 
     async def _upload(self, posted: PostedMessage, message: Message, thread: str) -> None:
         attachment = message.attachment

@@ -18,8 +18,8 @@ from bot.messages import Message
 
 log = logging.getLogger(__name__)
 
-# (channel id, head message ts, head message, status line)
-SendStatus = Callable[[str, str, Message, str], Awaitable[None]]
+# (channel id, head message ts, head message, the status line as it is when sent)
+SendStatus = Callable[[str, str, Message, Callable[[], str]], Awaitable[None]]
 
 
 @dataclass
@@ -29,6 +29,12 @@ class _Head:
     sent_at: float = float("-inf")
     flush: asyncio.Task[None] | None = None
     sending: asyncio.Lock = field(default_factory=asyncio.Lock)
+    sent_line: str | None = None
+
+    def newest(self) -> str:
+        """The line to send, read as late as possible: the newest state wins."""
+        self.sent_line = self.line
+        return self.line
 
 
 class StatusLines:
@@ -52,7 +58,7 @@ class StatusLines:
             state.flush.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await state.flush
-        await self._deliver(channel, ts, head, line)
+        await self._deliver(channel, ts, head, lambda: line)
 
     async def close(self) -> None:
         heads, self._heads = list(self._heads.values()), {}
@@ -67,14 +73,13 @@ class StatusLines:
             wait = head.sent_at + self._interval - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
-            line = head.line
             async with head.sending:
-                await self._deliver(key[0], key[1], head.message, line)
+                await self._deliver(key[0], key[1], head.message, head.newest)
                 head.sent_at = time.monotonic()
-            if head.line == line:
+            if head.line == head.sent_line:
                 return
 
-    async def _deliver(self, channel: str, ts: str, head: Message, line: str) -> None:
+    async def _deliver(self, channel: str, ts: str, head: Message, line: Callable[[], str]) -> None:
         try:
             await self._send(channel, ts, head, line)
         except asyncio.CancelledError:

@@ -1,0 +1,146 @@
+"""Many jobs in one channel against a stand-in Slack that enforces Slack's rate limits
+(sped up): nothing is lost, limits are honoured, and people go before routine progress."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from adapters.bootstrap import Bot, build_bot
+from adapters.chat.slack.chat import SlackChat
+from bot.config import Settings, parse_config
+from bot.jobs.context import JobContext
+from bot.messages import Message, Tone
+from bot.model import JobStatus, Origin
+from bot.plan import Plan
+from tests.slack.conftest import BOT_TOKEN, slack_config
+from tests.support.fake_slack import CHANNEL, FakeSlack, SlackLimits
+
+# Slack's limits ten times faster, so that the test takes seconds, not minutes.
+SPEED = 10.0
+ORIGIN = Origin(adapter="slack", channel=f"slack:{CHANNEL}", member="slack:U0ALICE")
+JOBS = 30
+LINES = 4
+
+BotFactory = Callable[[FakeSlack, float], Awaitable[Bot]]
+
+
+@pytest.fixture
+async def limited_slack() -> AsyncIterator[FakeSlack]:
+    slack = await FakeSlack(SlackLimits(speed=SPEED)).start()
+    try:
+        yield slack
+    finally:
+        await slack.stop()
+
+
+@pytest.fixture
+async def slack_bot(tmp_path: Path) -> AsyncIterator[BotFactory]:
+    built: list[Bot] = []
+
+    async def build(fake: FakeSlack, post_rate: float) -> Bot:
+        data = slack_config(tmp_path)
+        data["store"] = "sqlite://:memory:"
+        data["slack"] = {"command": "/ops", "post_rate": post_rate, "post_burst": 3}
+        data["slack"]["updates_per_minute"] = 50 * SPEED
+        settings = Settings(
+            slack_bot_token=SecretStr(BOT_TOKEN),
+            slack_api_url=fake.api_url,
+            aws_endpoint_url="http://127.0.0.1:9",
+        )
+        bot = await build_bot(parse_config(data), settings, runner="test")
+        built.append(bot)
+        return bot
+
+    yield build
+    for bot in built:
+        await bot.close()
+
+
+def reporting_job(number: int) -> Plan:
+    async def run(job: JobContext) -> Message:
+        for line in range(LINES):
+            await job.progress(f"job {number} step {line}")
+        return Message(text=f"job {number} done")
+
+    return Plan(title=f"task {number}", changes=[], run=run, kind="test")
+
+
+async def run_jobs(bot: Bot, count: int) -> list[JobStatus]:
+    records = await asyncio.gather(
+        *(
+            bot.jobs.start(reporting_job(n), origin=ORIGIN, command=f"task {n}")
+            for n in range(count)
+        )
+    )
+    return list(await asyncio.gather(*(bot.jobs.wait(r.id) for r in records)))
+
+
+def slack_chat(bot: Bot) -> SlackChat:
+    assert bot.slack is not None
+    return bot.slack.chat
+
+
+def texts(fake: FakeSlack) -> list[str]:
+    return [p.text for p in fake.posted]
+
+
+async def test_thirty_jobs_in_one_channel_stay_within_the_limit_and_lose_nothing(
+    limited_slack: FakeSlack, slack_bot: BotFactory
+) -> None:
+    # A little under Slack's pace, and a smaller burst than Slack tolerates (the default).
+    bot = await slack_bot(limited_slack, SPEED * 0.8)
+    statuses = await run_jobs(bot, JOBS)
+
+    assert statuses == [JobStatus.SUCCEEDED] * JOBS
+    posted = "\n".join(texts(limited_slack))
+    # Every job's final message and every progress line arrived (lines may share a post).
+    for n in range(JOBS):
+        assert f"job {n} done" in posted
+        for line in range(LINES):
+            assert f"job {n} step {line}" in posted
+    # Paced at the channel's rate: Slack never had to say 429.
+    assert limited_slack.rate_limited == []
+    assert slack_chat(bot).pacer.rate_limited == 0
+    # Progress lines waiting in a thread went out together: fewer posts than lines.
+    assert len(limited_slack.posted) < JOBS * (LINES + 2)
+
+
+async def test_a_bot_faster_than_slack_waits_out_every_429_and_loses_nothing(
+    limited_slack: FakeSlack, slack_bot: BotFactory
+) -> None:
+    # Configured at five times what the stand-in accepts: Slack answers 429 again and again.
+    bot = await slack_bot(limited_slack, SPEED * 5)
+    statuses = await run_jobs(bot, JOBS)
+
+    assert statuses == [JobStatus.SUCCEEDED] * JOBS
+    assert limited_slack.rate_limited, "the stand-in should have rate-limited the bot"
+    posted = "\n".join(texts(limited_slack))
+    for n in range(JOBS):
+        assert f"job {n} done" in posted
+    # Each thread kept its order: the final message after the job's last progress line.
+    for n in range(JOBS):
+        order = [t for t in texts(limited_slack) if f"job {n} " in t]
+        assert f"job {n} done" in order[-1]
+
+
+async def test_an_answer_to_a_person_goes_before_routine_progress(
+    limited_slack: FakeSlack, slack_bot: BotFactory
+) -> None:
+    bot = await slack_bot(limited_slack, SPEED)
+    chat = slack_chat(bot)
+    # Fill the channel's queue with progress in many threads, then answer a person.
+    threads = [ORIGIN.in_thread(f"1700000000.{n:06d}") for n in range(40)]
+    for n, thread in enumerate(threads):
+        await chat.reply(thread, Message(text=f"progress {n}", tone=Tone.PROGRESS))
+    await chat.reply(ORIGIN, Message(text="request R1 needs approval", tone=Tone.WARNING))
+    await limited_slack.wait_for(lambda: len(limited_slack.posted) == len(threads) + 1)
+
+    order = texts(limited_slack)
+    answer = next(i for i, t in enumerate(order) if "needs approval" in t)
+    after = [t for t in order[answer:] if "progress" in t]
+    assert len(after) > len(threads) // 2, order
