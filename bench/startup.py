@@ -1,0 +1,138 @@
+"""How long kajitori takes to start, against the floor of importing what it cannot do without.
+
+    .venv/bin/python bench/startup.py [--runs 7]
+
+Measured, each the median of `--runs` runs in fresh processes:
+  - the floor: `python -c "import aiobotocore.session, slack_sdk"`;
+  - `kajitori run "status api staging"` against the AWS sandbox (started once, in its own
+    process), the whole command from exec to exit;
+  - `kajitori serve`: from exec until /healthz answers, and its RSS once idle.
+The last line printed is the figures as one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_CONFIG = ROOT / "examples" / "demo.yaml"
+PYTHON = sys.executable
+
+
+def timed(args: list[str], env: dict[str, str]) -> float:
+    began = time.perf_counter()
+    subprocess.run(args, env=env, check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
+    return time.perf_counter() - began
+
+
+def serve_start(env: dict[str, str], config: Path, port: int) -> tuple[float, int]:
+    """Seconds until /healthz answers, and the idle RSS in KiB a second later."""
+    began = time.perf_counter()
+    process = subprocess.Popen(
+        [
+            PYTHON,
+            "-m",
+            "adapters.cli",
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                    ready = time.perf_counter() - began
+                    break
+            except OSError:
+                if process.poll() is not None:
+                    raise RuntimeError("kajitori serve exited") from None
+                time.sleep(0.01)
+        time.sleep(1)
+        status = Path(f"/proc/{process.pid}/status").read_text()
+        rss = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
+        return ready, rss
+    finally:
+        process.terminate()
+        process.wait(20)
+
+
+def main() -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7)
+    runs = parser.parse_args().runs
+    sandbox = subprocess.Popen(
+        [PYTHON, "-m", "adapters.cli", "sandbox", "--port", "0"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert sandbox.stdout is not None
+        env = dict(os.environ)
+        for line in sandbox.stdout:
+            if line.startswith("export "):
+                name, _, value = line.removeprefix("export ").strip().partition("=")
+                env[name] = value.strip("'\"")
+            elif "AWS_ENDPOINT_URL=" in line:
+                env["AWS_ENDPOINT_URL"] = line.split("AWS_ENDPOINT_URL=", 1)[1].split()[0]
+            if "Ctrl-C" in line:
+                break
+        env.setdefault("AWS_ACCESS_KEY_ID", "bench")
+        env.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+        env.pop("SLACK_BOT_TOKEN", None)
+        folder = Path(tempfile.mkdtemp(prefix="kajitori-startup-"))
+        config = folder / "kajitori.yaml"
+        data = yaml.safe_load(DEMO_CONFIG.read_text())
+        data["store"] = f"sqlite://{folder}/state.db"
+        config.write_text(yaml.safe_dump(data))
+        floor = [PYTHON, "-c", "import aiobotocore.session, slack_sdk"]
+        run = [
+            PYTHON,
+            "-m",
+            "adapters.cli",
+            "run",
+            "--config",
+            str(config),
+            "--as",
+            "local:alice",
+            "status api staging",
+        ]
+        timed(run, env)  # warm the file cache
+        floors = [timed(floor, env) for _ in range(runs)]
+        runs_s = [timed(run, env) for _ in range(runs)]
+        serves = [serve_start(env, config, 31000 + n) for n in range(3)]
+        figures = {
+            "import_floor_s": round(statistics.median(floors), 3),
+            "run_status_s": round(statistics.median(runs_s), 3),
+            "serve_ready_s": round(statistics.median(s[0] for s in serves), 3),
+            "serve_idle_rss_mib": round(statistics.median(s[1] for s in serves) / 1024, 1),
+        }
+        figures["run_vs_floor"] = round(figures["run_status_s"] / figures["import_floor_s"], 2)
+        return figures
+    finally:
+        sandbox.terminate()
+        sandbox.wait(20)
+
+
+if __name__ == "__main__":
+    print(json.dumps(main()))
