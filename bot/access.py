@@ -1,5 +1,8 @@
-"""Who may run what, where: roles with `command:env` permissions, and the channel allowlist.
+"""Who may run what, where: people and their ids, roles with `command:env` permissions,
+and the channel allowlist.
 
+A member id is `ADAPTER:ID` (`slack:U012ABC`); `access.people` maps a person to all their ids,
+and roles go to a person or to an id. "Nobody approves their own request" compares people.
 A permission is `COMMAND[:ENV]`, each part a glob: `*`, `deploy:staging`, `db:*`, `status`
 (any environment). A command that names no environment needs `COMMAND` or `COMMAND:*`.
 """
@@ -8,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from functools import cached_property
 
 from bot.config import Config
 from bot.errors import Refused
@@ -30,8 +34,33 @@ def permission_allows(pattern: str, command: str, env: str | None) -> bool:
 class AccessRules:
     config: Config
 
+    @cached_property
+    def _people(self) -> dict[str, str]:
+        """Each id listed under a person, to that person."""
+        return {
+            member: person
+            for person, members in self.config.access.people.items()
+            for member in members
+        }
+
+    def person_of(self, member: str) -> str:
+        """The person an id belongs to; an id listed under nobody is a person of its own."""
+        return self._people.get(member, member)
+
+    def same_person(self, first: str, second: str) -> bool:
+        return self.person_of(first) == self.person_of(second)
+
+    def who(self, member: str) -> str:
+        """`alice (typetalk:12345)`, or the id alone when it belongs to no person."""
+        person = self.person_of(member)
+        return member if person == member else f"{person} ({member})"
+
     def roles_of(self, member: str) -> list[str]:
-        roles = list(self.config.access.members.get(member, []))
+        members = self.config.access.members
+        roles = list(members.get(member, []))
+        person = self.person_of(member)
+        if person != member:
+            roles.extend(r for r in members.get(person, []) if r not in roles)
         roles.extend(role for t in self.config.triggers if t.member == member for role in t.roles)
         return roles
 
@@ -69,7 +98,9 @@ class AccessRules:
         if channel == LOCAL_CHANNEL or channel in self.config.access.channels:
             return
         # A trigger runs its deploys in its own channel, named like its member (`ci:jenkins`).
-        if any(channel in t.channels or channel == t.member for t in self.config.triggers):
+        # Its announcement channels (`channels`) are where kajitori speaks, not where it
+        # listens: a member typing there is held to access.channels like anywhere else.
+        if any(channel == t.member for t in self.config.triggers):
             return
         raise Refused(
             f"commands are not accepted in {channel}",

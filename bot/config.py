@@ -152,6 +152,9 @@ class Environment(Strict):
 
 class Access(Strict):
     roles: dict[str, list[str]] = Field(default_factory=dict)
+    # A person and all their ids: `alice: [slack:U012ABC, typetalk:12345, local:alice]`.
+    people: dict[str, list[str]] = Field(default_factory=dict)
+    # Roles by person or by id.
     members: dict[str, list[str]] = Field(default_factory=dict)
     # Where commands are accepted; the shell (`local`) is always allowed.
     channels: list[str] = Field(default_factory=list)
@@ -280,9 +283,32 @@ class Config(Strict):
 def _cross_checks(config: Config) -> list[str]:
     errors: list[str] = []
     roles = set(config.access.roles)
+    people = config.access.people
+    listed: dict[str, str] = {}
+    for person, ids in people.items():
+        if ":" in person:
+            errors.append(
+                f"access.people.{person}: a person is a name without ':' (like alice); "
+                "their ids (ADAPTER:ID) are the list"
+            )
+        for member in ids:
+            if ":" not in member:
+                errors.append(
+                    f"access.people.{person}: {member!r} is not a member id (ADAPTER:ID, "
+                    "like slack:U012ABC)"
+                )
+            elif member in listed and listed[member] != person:
+                errors.append(
+                    f"access.people.{person}: {member} is already listed under "
+                    f"{listed[member]}; an id belongs to one person"
+                )
+            listed.setdefault(member, person)
     for member, member_roles in config.access.members.items():
-        if ":" not in member:
-            errors.append(f"access.members.{member}: a member id is ADAPTER:ID, like slack:U012ABC")
+        if ":" not in member and member not in people:
+            errors.append(
+                f"access.members.{member}: neither a member id (ADAPTER:ID, like "
+                "slack:U012ABC) nor a person of access.people"
+            )
         errors.extend(
             f"access.members.{member}: unknown role {role!r}"
             for role in member_roles

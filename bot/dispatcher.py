@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from bot.errors import KajitoriError, Refused, failure_reply
 from bot.grammar import format_duration
-from bot.jobs.locks import DeployLocks
+from bot.jobs.locks import DeployLocks, LockKey
 from bot.jobs.manager import JobManager
 from bot.messages import Button, Message, Tone
 from bot.model import (
@@ -86,6 +87,7 @@ class Dispatcher:
                 AuditRecord(
                     at=services.clock.now(),
                     member=origin.member,
+                    person=services.access.person_of(origin.member),
                     channel=origin.channel,
                     text=services.redactor.text(text.strip())[:500],
                     outcome=result.outcome.value,
@@ -111,27 +113,29 @@ class Dispatcher:
             locks=self.locks,
             jobs=self.jobs,
             registry=self.registry,
-            approved_by=approved_by,
         )
         answer = await spec.handler(ctx)
         if isinstance(answer, Decision):
             return await self.decide(origin, answer.request_id, answer.approve)
         if isinstance(answer, Message):
             return Result(Outcome.OK, [answer])
-        return await self._plan(ctx, answer)
+        return await self._plan(ctx, answer, approved_by)
 
-    async def _plan(self, ctx: Context, plan: Plan) -> Result:
+    async def _plan(self, ctx: Context, plan: Plan, approved_by: str | None) -> Result:
+        """`approved_by` is set when the config approves in advance (a trigger's deploys)."""
         services = self.services
         command = ctx.command
+        if not plan.kind:
+            raise ValueError(f"the plan {plan.title!r} names no kind")
         for key in plan.locks:
             await self.locks.check_free_for(key, ctx.member)
         env_name = command.env
         protected = env_name is not None and services.config.environment(env_name).protected
-        needs_approval = protected and ctx.approved_by is None
+        needs_approval = protected and approved_by is None
         skip_confirmation = command.yes and services.access.is_approver(ctx.member)
         needs_confirmation = (
             plan.destructive
-            and ctx.approved_by is None
+            and approved_by is None
             and not needs_approval
             and not skip_confirmation
         )
@@ -141,8 +145,10 @@ class Dispatcher:
             return await self._request(ctx, plan, RequestKind.APPROVAL)
         if needs_confirmation:
             return await self._request(ctx, plan, RequestKind.CONFIRMATION)
-        job = await self.jobs.start(plan, origin=ctx.origin, command=command.text)
-        by = f" (approved by {ctx.approved_by})" if ctx.approved_by else ""
+        job = await self.jobs.start(
+            plan, origin=ctx.origin, command=command.text, approved_by=approved_by
+        )
+        by = f" (approved by {approved_by})" if approved_by else ""
         return Result(
             Outcome.STARTED,
             [Message(text=f"{plan.title}: job {job.id}{by}", tone=Tone.PROGRESS)],
@@ -156,11 +162,41 @@ class Dispatcher:
         if plan.locks:
             lines.append("✓ lock free: " + ", ".join(str(k) for k in plan.locks))
         if needs_approval:
-            lines.append("• would need approval by a second member (protected environment)")
+            lines.append(
+                "• would need approval by a second member (protected environment); the "
+                "approval runs exactly this plan, or nothing if the service changed meanwhile"
+            )
         elif needs_confirmation:
-            lines.append("• would ask for confirmation (destructive)")
+            lines.append(
+                "• would ask for confirmation (destructive); confirming runs exactly this "
+                "plan, or nothing if the service changed meanwhile"
+            )
         lines.append("nothing was changed")
         return Message(text="\n".join(lines))
+
+    async def _claim_target(self, key: LockKey, request: ApprovalRequest) -> None:
+        """Make `request` the one open request for `key`; Refused, naming the open one,
+        when another request for the same service and environment still waits."""
+        store = self.services.store
+        slot = f"open-request:{key}"
+        while True:
+            held = await store.get_value(slot)
+            if held is not None:
+                pending = await store.get_request(int(held))
+                if (
+                    pending is not None
+                    and pending.status is RequestStatus.PENDING
+                    and pending.expires_at > self.services.clock.now()
+                ):
+                    raise Refused(
+                        f"{key} already has an open request {pending.id} by "
+                        f"{self.services.access.who(pending.member)}: {pending.summary}",
+                        hint=f"decide it first (`approve {pending.id}`), or withdraw it with "
+                        f"`deny {pending.id}`, then ask again",
+                    )
+            # Conditional on what was read: of two requests racing, one gets the slot.
+            if await store.swap_value(slot, held, str(request.id)):
+                return
 
     async def _request(self, ctx: Context, plan: Plan, kind: RequestKind) -> Result:
         services = self.services
@@ -171,20 +207,30 @@ class Dispatcher:
             kind=kind,
             command=services.redactor.text(ctx.command.text),
             member=ctx.member,
+            person=services.access.person_of(ctx.member),
             origin=ctx.origin,
             env=ctx.command.env,
             summary=plan.title,
             changes=plan.changes,
+            plan_kind=plan.kind,
+            state=plan.state,
+            locks=[str(key) for key in plan.locks],
+            destructive=plan.destructive,
+            timeout=plan.timeout,
+            permission=ctx.command.spec.permission,
             created_at=now,
             expires_at=now + expiry,
         )
+        for key in plan.locks:
+            await self._claim_target(key, request)
         await services.store.put_request(request)
         if kind is RequestKind.APPROVAL:
             approvers = ", ".join(services.config.approvals.approvers)
             head = (
-                f"{plan.title} needs approval: request {request.id} by {ctx.member}. "
-                f"A second member with role {approvers} answers `approve {request.id}` "
-                f"or `deny {request.id}` within {format_duration(expiry)}."
+                f"{plan.title} needs approval: request {request.id} by "
+                f"{services.access.who(ctx.member)}. A second person with role {approvers} "
+                f"answers `approve {request.id}` or `deny {request.id}` within "
+                f"{format_duration(expiry)}."
             )
             buttons = [
                 Button(action="approve", request_id=str(request.id), label="Approve"),
@@ -199,7 +245,11 @@ class Dispatcher:
                 Button(action="approve", request_id=str(request.id), label="Confirm"),
                 Button(action="deny", request_id=str(request.id), label="Cancel"),
             ]
-        text = "\n".join([head, *(f"• {change}" for change in plan.changes)])
+        tail = (
+            "This exact plan runs when it is approved; if the service changes before "
+            "that, nothing runs."
+        )
+        text = "\n".join([head, *(f"• {change}" for change in plan.changes), tail])
         return Result(
             Outcome.PENDING,
             [Message(text=text, tone=Tone.WARNING, buttons=buttons)],
@@ -207,7 +257,8 @@ class Dispatcher:
         )
 
     async def decide(self, approver: Origin, request_id: int, approve: bool) -> Result:
-        """`approve ID` / `deny ID`: check who may decide, then run the request as its requester."""
+        """`approve ID` / `deny ID`: check who may decide, then run the stored plan as its
+        requester, once the world is checked to still match it."""
         services = self.services
         access = services.access
         request = await services.store.get_request(request_id)
@@ -226,12 +277,18 @@ class Dispatcher:
                 f"request {request_id} expired at {request.expires_at:%Y-%m-%d %H:%M} UTC",
                 hint=f"run the command again: {request.command}",
             )
-        is_requester = approver.member == request.member
+        # People, not ids: one person with two ids is still the requester.
+        is_requester = access.same_person(approver.member, request.member)
         if request.kind is RequestKind.APPROVAL:
             if is_requester and approve:
+                same = (
+                    f" (as {approver.member}; it was asked as {request.member})"
+                    if approver.member != request.member
+                    else ""
+                )
                 raise Refused(
-                    f"you cannot {verb} your own request {request_id}",
-                    hint="a second member with an approver role must approve it",
+                    f"you cannot {verb} your own request {request_id}{same}",
+                    hint="a second person with an approver role must approve it",
                 )
             if not access.is_approver(approver.member) and not is_requester:
                 roles = ", ".join(services.config.approvals.approvers)
@@ -240,27 +297,99 @@ class Dispatcher:
                 )
         elif not is_requester and not access.is_approver(approver.member):
             raise Refused(f"only {request.member} or an approver can {verb} request {request_id}")
-        status = RequestStatus.APPROVED if approve else RequestStatus.DENIED
-        if not await services.store.decide_request(request_id, status, approver.member, now):
-            raise Refused(f"request {request_id} was decided by someone else just now")
         if not approve:
+            if not await services.store.decide_request(
+                request_id, RequestStatus.DENIED, approver.member, now
+            ):
+                raise Refused(f"request {request_id} was decided by someone else just now")
             message = Message(
-                text=f"request {request_id} ({request.summary}) denied by {approver.member}",
+                text=f"request {request_id} ({request.summary}) denied by "
+                f"{access.who(approver.member)}",
                 tone=Tone.FAILURE,
             )
-            if (
-                approver.thread != request.origin.thread
-                or approver.channel != request.origin.channel
-            ):
-                await services.chat.reply(request.origin, message)
+            await self._tell_requester(approver, request, message)
             return Result(Outcome.OK, [message], request=request)
-        # The request's command runs again as its requester, now approved.
-        result = await self.handle(request.origin, request.command, approved_by=approver.member)
-        verb_done = "approved" if request.kind is RequestKind.APPROVAL else "confirmed"
-        decided = Message(
-            text=f"request {request_id} ({request.summary}) {verb_done} by {approver.member}",
-            tone=Tone.SUCCESS,
+        return await self._run_stored(approver, request, now)
+
+    async def _tell_requester(
+        self, approver: Origin, request: ApprovalRequest, message: Message
+    ) -> None:
+        if approver.thread != request.origin.thread or approver.channel != request.origin.channel:
+            await self.services.chat.reply(request.origin, message)
+
+    async def _run_stored(
+        self, approver: Origin, request: ApprovalRequest, now: datetime
+    ) -> Result:
+        """Run the plan stored with `request`: no parsing, no planning, only the checks that
+        it may still run as it was approved."""
+        services = self.services
+        access = services.access
+        request_id = request.id
+        runner = self.registry.runners.get(request.plan_kind)
+        if runner is None:
+            raise Refused(
+                f"request {request_id} holds a plan this version of kajitori cannot run "
+                f"(kind {request.plan_kind or 'none'}); nothing was changed",
+                hint=f"`deny {request_id}`, then ask again: {request.command}",
+            )
+        # The requester must still be allowed to do it (the config may have changed).
+        access.check_member(request.member)
+        access.check_permission(request.member, request.permission, request.env)
+        locks = [LockKey(*key.split("/", 1)) for key in request.locks]
+        for key in locks:
+            await self.locks.check_free_for(key, request.member)
+        precheck = self.registry.prechecks.get(request.plan_kind)
+        differences = await precheck(services, request.state) if precheck is not None else []
+        if differences:
+            if not await services.store.decide_request(
+                request_id, RequestStatus.OUTDATED, approver.member, now
+            ):
+                raise Refused(f"request {request_id} was decided by someone else just now")
+            message = Message(
+                text="\n".join(
+                    [
+                        f"request {request_id} ({request.summary}) was not run: the world "
+                        "changed since it was planned, so the approved plan no longer "
+                        "applies. Nothing was changed.",
+                        *(f"• {line}" for line in differences),
+                        f"To go ahead, ask again (it is planned anew): `{request.command}`",
+                    ]
+                ),
+                tone=Tone.FAILURE,
+            )
+            await self._tell_requester(approver, request, message)
+            return Result(Outcome.REFUSED, [message], request=request)
+        if not await services.store.decide_request(
+            request_id, RequestStatus.APPROVED, approver.member, now
+        ):
+            raise Refused(f"request {request_id} was decided by someone else just now")
+        plan = Plan(
+            title=request.summary,
+            changes=request.changes,
+            run=runner,
+            kind=request.plan_kind,
+            state=request.state,
+            locks=locks,
+            destructive=request.destructive,
+            timeout=request.timeout,
         )
-        result.messages.insert(0, decided)
-        result.request = request
-        return result
+        job = await self.jobs.start(
+            plan, origin=request.origin, command=request.command, approved_by=approver.member
+        )
+        verb_done = "approved" if request.kind is RequestKind.APPROVAL else "confirmed"
+        who = access.who(approver.member)
+        return Result(
+            Outcome.STARTED,
+            [
+                Message(
+                    text=f"request {request_id} ({request.summary}) {verb_done} by {who}",
+                    tone=Tone.SUCCESS,
+                ),
+                Message(
+                    text=f"{request.summary}: job {job.id} (approved by {who})",
+                    tone=Tone.PROGRESS,
+                ),
+            ],
+            job=job,
+            request=request,
+        )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -53,9 +53,11 @@ class JobStatus(StrEnum):
 
 class AuditRecord(BaseModel):
     at: datetime
-    member: str
+    member: str  # the id used (`slack:U012ABC`)
     channel: str
     text: str  # secrets redacted
+    # The person the id belongs to (access.people), or the id itself.
+    person: str = ""
     outcome: str
     job_id: int | None = None
     detail: str = ""
@@ -84,6 +86,10 @@ class JobRecord(BaseModel):
     deadline: datetime | None = None
     # The locks it holds, with their tokens, so that a replica taking over renews them.
     locks: list[LockRecord] = Field(default_factory=list)
+    # Who approved or confirmed the plan it runs, if anyone.
+    approved_by: str | None = None
+    # The person `member` belongs to (access.people), or the id itself.
+    person: str = ""
 
 
 class LockRecord(BaseModel):
@@ -114,17 +120,32 @@ class RequestStatus(StrEnum):
     APPROVED = "approved"
     DENIED = "denied"
     EXPIRED = "expired"
+    # Approved, but the world no longer matched the plan's `from` state: nothing ran.
+    OUTDATED = "outdated"
 
 
 class ApprovalRequest(BaseModel):
+    """A plan waiting for an approval or a confirmation, stored whole: deciding it runs this
+    plan (its kind's runner with its state), never the command planned again."""
+
     id: int
     kind: RequestKind
     command: str
     member: str
     origin: Origin
     env: str | None
-    summary: str
+    summary: str  # the plan's title
     changes: list[str] = Field(default_factory=list)
+    # The plan itself.
+    plan_kind: str = ""
+    state: dict[str, Any] = Field(default_factory=dict)
+    locks: list[str] = Field(default_factory=list)  # "SERVICE/ENV"
+    destructive: bool = False
+    timeout: timedelta = timedelta(minutes=30)
+    # The permission the command needed, checked again for the requester when it runs.
+    permission: str = ""
+    # The person who asked (access.people), or the id itself.
+    person: str = ""
     status: RequestStatus = RequestStatus.PENDING
     created_at: datetime
     expires_at: datetime

@@ -21,7 +21,7 @@ from bot.jobs.locks import DeployLocks
 from bot.jobs.manager import JobManager
 from bot.messages import Message
 from bot.model import Origin
-from bot.plan import JobBody, Plan
+from bot.plan import JobBody, Plan, Precheck
 from bot.services import Services
 
 
@@ -104,6 +104,11 @@ class Registry:
     specs: list[CommandSpec] = field(default_factory=list)
     # By a plan's kind: what takes a job over when the replica running it stopped.
     resumers: dict[str, JobBody] = field(default_factory=dict)
+    # By a plan's kind: the job body that runs a plan from its state alone (a stored plan
+    # that was approved or confirmed runs through it).
+    runners: dict[str, JobBody] = field(default_factory=dict)
+    # By a plan's kind: what differs between the world now and the plan's `from` state.
+    prechecks: dict[str, Precheck] = field(default_factory=dict)
 
     def add(self, spec: CommandSpec) -> None:
         if any(s.name == spec.name for s in self.specs):
@@ -230,8 +235,6 @@ class Context:
     locks: DeployLocks
     jobs: JobManager
     registry: Registry
-    # The member who approved or confirmed this run, if any.
-    approved_by: str | None = None
 
     @property
     def member(self) -> str:

@@ -1,8 +1,10 @@
 """The features, each a package with its chat commands beside its domain logic.
 
-Each feature declares `SPECS` (its commands) and may declare `RESUMERS` (by plan kind,
-what takes its jobs over when the replica running them stopped); the registry lists them
-here, in the order `help` shows them.
+Each feature declares `SPECS` (its commands); one whose commands plan changes declares, by
+plan kind, `RUNNERS` (the job body that runs a plan from its state alone), `PRECHECKS` (what
+differs between the world now and a plan's `from` state) and may declare `RESUMERS` (what
+takes its jobs over when the replica running them stopped); the registry lists them here,
+in the order `help` shows them.
 """
 
 from __future__ import annotations
@@ -19,4 +21,6 @@ def build_registry() -> Registry:
         for spec in feature.SPECS:
             registry.add(spec)
         registry.resumers.update(getattr(feature, "RESUMERS", {}))
+        registry.runners.update(getattr(feature, "RUNNERS", {}))
+        registry.prechecks.update(getattr(feature, "PRECHECKS", {}))
     return registry

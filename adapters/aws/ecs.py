@@ -10,6 +10,7 @@ from adapters.aws.clients import AwsClients
 from bot.config import EcsTarget
 from bot.errors import OperationFailed, Refused
 from bot.ports.ecs import (
+    VERSION_TAG,
     EcrImage,
     EcsCapacity,
     EcsDeployment,
@@ -63,7 +64,7 @@ class AwsEcs:
         self._clients = clients
         # A task definition revision never changes, so a rollout watcher polling the service
         # reads each revision's image once, not once per poll.
-        self._images: dict[tuple[str, str, str], str] = {}
+        self._images: dict[tuple[str, str, str], TaskDefinitionInfo] = {}
 
     async def _describe_raw(self, region: str, target: EcsTarget) -> dict[str, Any]:
         ecs = await self._clients.client("ecs", region)
@@ -78,15 +79,17 @@ class AwsEcs:
         service: dict[str, Any] = services[0]
         return service
 
-    async def _container_image(self, region: str, task_definition: str, container: str) -> str:
+    async def _container_image(
+        self, region: str, task_definition: str, container: str
+    ) -> TaskDefinitionInfo:
         key = (region, task_definition, container)
-        image = self._images.get(key)
-        if image is None:
+        info = self._images.get(key)
+        if info is None:
             info = await self.describe_task_definition(region, task_definition, container)
             if len(self._images) >= _IMAGE_CACHE_SIZE:
                 self._images.clear()
-            image = self._images[key] = info.image
-        return image
+            self._images[key] = info
+        return info
 
     async def _task_definition_raw(
         self, region: str, task_definition: str, include_tags: bool = False
@@ -110,13 +113,15 @@ class AwsEcs:
     async def describe_task_definition(
         self, region: str, task_definition: str, container: str
     ) -> TaskDefinitionInfo:
-        raw = await self._task_definition_raw(region, task_definition)
+        raw = await self._task_definition_raw(region, task_definition, include_tags=True)
+        tags = {t.get("key"): t.get("value") for t in raw.get("tags") or []}
         for definition in raw["containerDefinitions"]:
             if definition["name"] == container:
                 return TaskDefinitionInfo(
                     arn=raw["taskDefinitionArn"],
                     status=raw.get("status", "ACTIVE"),
                     image=str(definition["image"]),
+                    version=tags.get(VERSION_TAG),
                 )
         raise Refused(
             f"task definition {task_definition_name(task_definition)} has no container "
@@ -130,7 +135,7 @@ class AwsEcs:
         return f"{family}:{int(latest['revision']) + 1}"
 
     async def register_image_revision(
-        self, region: str, task_definition: str, container: str, image: str
+        self, region: str, task_definition: str, container: str, image: str, version: str
     ) -> str:
         ecs = await self._clients.client("ecs", region)
         current = await self._task_definition_raw(region, task_definition, include_tags=True)
@@ -147,6 +152,8 @@ class AwsEcs:
             )
         named[0]["image"] = image
         request["containerDefinitions"] = containers
+        tags = [t for t in request.get("tags") or [] if t.get("key") != VERSION_TAG]
+        request["tags"] = [*tags, {"key": VERSION_TAG, "value": version}]
         try:
             response = await ecs.register_task_definition(**request)
         except ClientError as error:
@@ -222,9 +229,10 @@ class AwsEcs:
     ) -> EcrImage | None:
         ecr = await self._clients.client("ecr", region)
         where = {"registryId": registry_id} if registry_id else {}
+        image_id = {"imageDigest": tag} if tag.startswith("sha256:") else {"imageTag": tag}
         try:
             response = await ecr.describe_images(
-                repositoryName=repository, imageIds=[{"imageTag": tag}], **where
+                repositoryName=repository, imageIds=[image_id], **where
             )
         except ClientError as error:
             code = _error_code(error)
@@ -266,7 +274,7 @@ class AwsEcs:
 
     async def describe_service(self, region: str, target: EcsTarget) -> EcsServiceState:
         raw = await self._describe_raw(region, target)
-        image = await self._container_image(region, raw["taskDefinition"], target.container)
+        info = await self._container_image(region, raw["taskDefinition"], target.container)
         return EcsServiceState(
             cluster=target.cluster,
             service=target.service,
@@ -275,7 +283,8 @@ class AwsEcs:
             running=raw.get("runningCount", 0),
             pending=raw.get("pendingCount", 0),
             task_definition=raw["taskDefinition"],
-            image=image,
+            image=info.image,
+            version=info.version,
             deployments=[_deployment(d) for d in raw.get("deployments", [])],
             events=[
                 EcsEvent(id=e["id"], at=e["createdAt"], message=e["message"])

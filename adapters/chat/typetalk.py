@@ -1,7 +1,11 @@
 """Typetalk: a bot's outgoing webhook in (`POST /typetalk/webhook`), Typetalk's API out.
 
-A mention (`@kajitori+ status api staging`) runs as member `typetalk:<account>` in channel
-`typetalk:topic/<id>`. A quick answer goes back in the HTTP response, as a reply to the post;
+A mention (`@kajitori+ status api staging`) runs as member `typetalk:<numeric account id>`
+in channel `typetalk:topic/<id>`. The config may name a Typetalk account by its name instead
+(`typetalk:alice`): such an alias is resolved through the topic's members as Typetalk's API
+lists them (`GET /api/v1/topics/{id}/members/status`, the bot's token), never through the
+name in the webhook's body. The webhook's shared secret proves only that a request came
+through the bot's webhook URL, not who typed the post. A quick answer goes back in the HTTP response, as a reply to the post;
 a job's progress and result are posted with `POST /api/v1/topics/{id}` (the bot's
 `X-Typetalk-Token`) as replies to the same post. Typetalk takes at most 4,000 characters per
 message, so longer answers are split in numbered parts, and past a few parts shortened with
@@ -17,6 +21,7 @@ import contextlib
 import hmac
 import logging
 import re
+import time
 from typing import Any
 
 import aiohttp
@@ -30,7 +35,7 @@ from adapters.triggers.common import (
     parse_json_body,
     read_body,
 )
-from bot.config import Settings
+from bot.config import Config, Settings
 from bot.kernel import Kernel
 from bot.messages import Message, Tone, render_table
 from bot.model import Origin
@@ -44,6 +49,8 @@ MAX_PARTS = 5  # past this, an answer is shortened instead of flooding the topic
 _RESERVED = 120
 _FENCE = "```"
 _CHANNEL = re.compile(r"typetalk:topic/(\d+)")
+# How long a topic's member list (for `typetalk:NAME` aliases) is used before it is read again.
+MEMBERS_TTL = 300.0
 # Tried again, twice: Typetalk says it is busy, or the connection failed before a request.
 _RETRY_STATUS = frozenset({429, 502, 503, 504})
 _RETRY_DELAYS = (0.5, 2.0)
@@ -58,6 +65,7 @@ _MARKS = {
 
 
 class TypetalkAccount(BaseModel):
+    id: int
     name: str = Field(min_length=1, max_length=200)
     is_bot: bool = Field(default=False, alias="isBot")
 
@@ -170,6 +178,8 @@ class TypetalkChat:
         self._session: aiohttp.ClientSession | None = None
         # Parts of long answers still being posted after the webhook answered.
         self._sending: set[asyncio.Task[None]] = set()
+        # By topic: when its members were read, and their names by account id.
+        self._members: dict[str, tuple[float, dict[int, str]]] = {}
 
     @property
     def can_post(self) -> bool:
@@ -220,6 +230,35 @@ class TypetalkChat:
             post_id = post.get("id") if isinstance(post, dict) else None
             return str(post_id) if post_id is not None else None
         raise TypetalkError(f"posting to topic {topic}: Typetalk stayed busy")
+
+    async def account_name(self, topic: str, account_id: int) -> str | None:
+        """The name of account `account_id` as the topic's member list on Typetalk's API
+        says (read at most every MEMBERS_TTL seconds); None when it is not a member of the
+        topic or the list cannot be read (no token, no `topic.read` scope, an error)."""
+        if self._token is None:
+            return None
+        now = time.monotonic()
+        cached = self._members.get(topic)
+        if cached is None or now - cached[0] > MEMBERS_TTL:
+            headers = {"X-Typetalk-Token": self._token.get_secret_value()}
+            url = f"{self._api_url}/api/v1/topics/{topic}/members/status"
+            try:
+                async with self._client().get(url, headers=headers) as response:
+                    if response.status >= 400:
+                        raise TypetalkError(
+                            f"reading the members of topic {topic}: HTTP {response.status}"
+                        )
+                    answer = await response.json(content_type=None)
+            except (aiohttp.ClientError, TimeoutError, TypetalkError, ValueError) as error:
+                log.warning("typetalk:NAME aliases cannot be resolved: %s", error)
+                return None
+            names: dict[int, str] = {}
+            for entry in answer.get("accounts", []) if isinstance(answer, dict) else []:
+                account = entry.get("account") if isinstance(entry, dict) else None
+                if isinstance(account, dict) and isinstance(account.get("id"), int):
+                    names[account["id"]] = str(account.get("name", ""))
+            cached = self._members[topic] = (now, names)
+        return cached[1].get(account_id)
 
     def text_for(self, origin: Origin | None, message: Message) -> str:
         if message.private:
@@ -283,6 +322,29 @@ def _secret_given(request: web.Request, secret: SecretStr) -> bool:
     return matched
 
 
+def name_aliases(config: Config) -> set[str]:
+    """The Typetalk accounts the config names by name (`typetalk:alice`), not by id."""
+    access = config.access
+    ids = [*access.members, *(i for ids in access.people.values() for i in ids)]
+    return {
+        i.removeprefix("typetalk:")
+        for i in ids
+        if i.startswith("typetalk:") and not i.removeprefix("typetalk:").isdigit()
+    }
+
+
+async def member_of(bot: Kernel, chat: TypetalkChat, topic: str, account_id: int) -> str:
+    """`typetalk:<account id>`; or `typetalk:NAME` when the config names the account so and
+    the topic's member list on Typetalk's API gives that account that name."""
+    member = f"typetalk:{account_id}"
+    access = bot.services.access
+    aliases = name_aliases(bot.config)
+    if access.is_member(member) or not aliases:
+        return member
+    name = await chat.account_name(topic, account_id)
+    return f"typetalk:{name}" if name in aliases else member
+
+
 def typetalk_handler(bot: Kernel, chat: TypetalkChat, secret: SecretStr | None) -> WebhookHandler:
     @guarded
     async def typetalk_webhook(request: web.Request) -> web.StreamResponse:
@@ -302,7 +364,7 @@ def typetalk_handler(bot: Kernel, chat: TypetalkChat, secret: SecretStr | None) 
         origin = Origin(
             adapter=chat.name,
             channel=f"typetalk:topic/{delivery.topic.id}",
-            member=f"typetalk:{post.account.name}",
+            member=await member_of(bot, chat, str(delivery.topic.id), post.account.id),
             thread=str(post.id),
             private_replies=False,
         )

@@ -513,6 +513,42 @@ class DynamoStore:
             raise
         return True
 
+    async def relock(
+        self, key: str, token: str, reason: str, expires_at: datetime, now: datetime
+    ) -> LockRecord | None:
+        writer = _writer()
+        try:
+            response = await self._client.update_item(
+                TableName=self._table,
+                Key=self._key("lock", key),
+                UpdateExpression="SET doc.reason = :reason, doc.expires_at = :expires_at, "
+                "#until = :until, #expires = :ttl, writer = :writer",
+                ConditionExpression="doc.#token = :token AND #until > :now",
+                ExpressionAttributeNames={
+                    "#token": "token",
+                    "#until": "until",
+                    "#expires": TTL_ATTRIBUTE,
+                },
+                ExpressionAttributeValues={
+                    ":token": _string(token),
+                    ":reason": _string(reason),
+                    ":expires_at": _json_datetime(expires_at),
+                    ":until": _number(_micros(expires_at)),
+                    ":ttl": _number(_ttl(expires_at, LOCK_RETENTION)),
+                    ":now": _number(_micros(now)),
+                    ":writer": writer,
+                },
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if _conditional_failed(error) and _written_by(error, writer):
+                return await self.get_lock(key)
+            if _conditional_failed(error):
+                return None
+            raise
+        return _load(LockRecord, response["Attributes"])
+
     async def renew_lock(self, key: str, token: str, expires_at: datetime) -> bool:
         try:
             await self._client.update_item(

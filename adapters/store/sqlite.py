@@ -171,6 +171,24 @@ class SqliteStore:
         )
         return cursor.rowcount == 1
 
+    async def relock(
+        self, key: str, token: str, reason: str, expires_at: datetime, now: datetime
+    ) -> LockRecord | None:
+        row = await self._one(
+            "UPDATE locks SET expires_at = ?, "
+            "doc = json_set(doc, '$.reason', ?, '$.expires_at', ?) "
+            "WHERE key = ? AND token = ? AND expires_at > ? RETURNING doc",
+            (
+                _ts(expires_at),
+                reason,
+                _JSON_DATETIME.dump_python(expires_at, mode="json"),
+                key,
+                token,
+                _ts(now),
+            ),
+        )
+        return _load(LockRecord, row[0]) if row else None
+
     async def renew_lock(self, key: str, token: str, expires_at: datetime) -> bool:
         lock = await self.get_lock(key)
         if lock is None or lock.token != token:

@@ -75,6 +75,12 @@ class DeployLocks:
         if lock is not None:
             await self._store.release_lock(lock.key, lock.token)
 
+    async def relock(self, lock: LockRecord, *, reason: str, lease: timedelta) -> LockRecord | None:
+        """The held `lock` with a new reason and a fresh lease, in one conditional write;
+        None when it is no longer held with its token."""
+        now = self._clock.now()
+        return await self._store.relock(lock.key, lock.token, reason, now + lease, now)
+
     async def renew(self, lock: LockRecord, lease: timedelta) -> bool:
         return await self._store.renew_lock(lock.key, lock.token, self._clock.now() + lease)
 

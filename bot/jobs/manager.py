@@ -81,10 +81,16 @@ class JobManager:
         return [job_id for job_id, task in self._tasks.items() if not task.done()]
 
     async def start(
-        self, plan: Plan, *, origin: Origin, command: str, threads: list[Origin] | None = None
+        self,
+        plan: Plan,
+        *,
+        origin: Origin,
+        command: str,
+        threads: list[Origin] | None = None,
+        approved_by: str | None = None,
     ) -> JobRecord:
         """Take the plan's locks and run it in the background, as `origin.member` asked
-        with `command`."""
+        with `command` (and `approved_by` approved or confirmed)."""
         services = self._services
         job_id = await services.store.next_id("job")
         held: list[LockRecord | None] = []
@@ -109,6 +115,8 @@ class JobManager:
             command=services.redactor.text(command),
             title=plan.title,
             member=origin.member,
+            person=services.access.person_of(origin.member),
+            approved_by=approved_by,
             origin=origin,
             created_at=now,
             updated_at=now,

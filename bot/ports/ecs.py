@@ -40,12 +40,14 @@ class EcsServiceState(BaseModel):
     pending: int
     task_definition: str  # ARN
     image: str  # the configured container's image
+    # The tag a revision pinned by digest was deployed as (its `kajitori:version` tag).
+    version: str | None = None
     deployments: list[EcsDeployment] = Field(default_factory=list)
     events: list[EcsEvent] = Field(default_factory=list)
 
     @property
     def image_tag(self) -> str:
-        return image_tag(self.image)
+        return self.version or image_tag(self.image)
 
     @property
     def revision(self) -> str:
@@ -68,6 +70,19 @@ def image_repository(image: str) -> str:
     """`ACCOUNT.dkr.ecr.REGION.amazonaws.com/api:v1` -> `api`."""
     path = image.split("/", 1)[1] if "/" in image else image
     return path.split("@", 1)[0].split(":", 1)[0]
+
+
+def image_digest(image: str) -> str | None:
+    """`…/api@sha256:…` -> `sha256:…`; None for an image named by tag."""
+    name = image.rsplit("/", 1)[-1]
+    return name.split("@", 1)[1] if "@" in name else None
+
+
+def image_with_digest(image: str, digest: str) -> str:
+    """`…/api:v1` -> `…/api@sha256:…`: the image pinned to exactly these bytes."""
+    head, _, name = image.rpartition("/")
+    name = name.split("@", 1)[0].split(":", 1)[0]
+    return f"{head}/{name}@{digest}" if head else f"{name}@{digest}"
 
 
 def image_with_tag(image: str, tag: str) -> str:
@@ -93,14 +108,23 @@ class EcrImage(BaseModel):
     pushed_at: datetime | None = None
 
 
+# The task definition tag that keeps the image tag a revision pinned by digest was deployed as.
+VERSION_TAG = "kajitori:version"
+
+
 class TaskDefinitionInfo(BaseModel):
     arn: str
     status: str  # ACTIVE | INACTIVE | DELETE_IN_PROGRESS
     image: str  # the named container's image
+    version: str | None = None  # its VERSION_TAG
 
     @property
     def revision(self) -> str:
         return task_definition_name(self.arn)
+
+    @property
+    def image_tag(self) -> str:
+        return self.version or image_tag(self.image)
 
 
 class StoppedTask(BaseModel):
@@ -138,8 +162,9 @@ class EcsPort(Protocol):
     async def find_image(
         self, region: str, repository: str, tag: str, registry_id: str | None = None
     ) -> EcrImage | None:
-        """The image tagged `tag` in the ECR repository, None when the tag is not there.
-        Refused when the repository does not exist or cannot be read."""
+        """The image tagged `tag` (or with digest `tag`, when it is `sha256:…`) in the ECR
+        repository, with its digest; None when it is not there. Refused when the repository
+        does not exist or cannot be read."""
 
     async def recent_tags(
         self, region: str, repository: str, registry_id: str | None = None, limit: int = 5
@@ -154,11 +179,12 @@ class EcsPort(Protocol):
         """`family:N` that registering a new revision of this family would most likely get."""
 
     async def register_image_revision(
-        self, region: str, task_definition: str, container: str, image: str
+        self, region: str, task_definition: str, container: str, image: str, version: str
     ) -> str:
         """Register a new revision of `task_definition` that differs only in `container`'s
-        image; everything else (environment, secrets, CPU, memory, roles, network mode,
-        compatibilities, tags) is copied. Returns the new revision's ARN."""
+        image (and its VERSION_TAG, set to `version`); everything else (environment,
+        secrets, CPU, memory, roles, network mode, compatibilities, tags) is copied.
+        Returns the new revision's ARN."""
 
     async def update_service(self, region: str, target: EcsTarget, task_definition: str) -> str:
         """Point the service at `task_definition` with the deployment circuit breaker on

@@ -49,6 +49,13 @@ class Store(Protocol):
         """Store `lock` if its key is free or its holder's lease expired; return the holder."""
 
     async def release_lock(self, key: str, token: str) -> bool: ...
+    async def relock(
+        self, key: str, token: str, reason: str, expires_at: datetime, now: datetime
+    ) -> LockRecord | None:
+        """Give the lock held with `token` a new reason and lease end, in one conditional
+        write (the lock is never free meanwhile); None when that lock is no longer held
+        (released, expired or taken by someone else)."""
+
     async def renew_lock(self, key: str, token: str, expires_at: datetime) -> bool: ...
     async def get_lock(self, key: str) -> LockRecord | None: ...
     async def list_locks(self) -> list[LockRecord]: ...

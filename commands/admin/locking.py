@@ -19,10 +19,13 @@ async def lock(ctx: Context) -> Message:
     key = LockKey(name, env)
     lease = services.config.locks.lease
     holder = await ctx.locks.holder(key)
+    acquired = None
     if holder is not None and holder.owner == ctx.member and holder.job_id is None:
-        await ctx.locks.release(holder)
-    acquired = await ctx.locks.acquire(key, ctx.member, reason=str(reason), lease=lease)
-    assert acquired is not None
+        # A new reason for a lock one holds: one conditional write, never free meanwhile.
+        acquired = await ctx.locks.relock(holder, reason=str(reason), lease=lease)
+    if acquired is None:
+        acquired = await ctx.locks.acquire(key, ctx.member, reason=str(reason), lease=lease)
+        assert acquired is not None
     why = f": {reason}" if reason else ""
     return Message(
         text=f"🔒 {key} locked by {ctx.member}{why} for {format_duration(lease)} "

@@ -8,13 +8,25 @@ from bot.messages import Message, Table
 from bot.spec import Arg, CommandSpec, Context
 
 
+def _who(person: str, member: str) -> str:
+    """`alice (typetalk:12345)`: the person and the id they used; the id alone when it
+    belongs to no person (or the record predates people)."""
+    return f"{person} ({member})" if person and person != member else member
+
+
 async def history(ctx: Context) -> Message:
     services = ctx.services
     service, env = ctx.command.optional_word("service"), ctx.command.optional_word("env")
     if service is None and env is None:
         records = await services.store.list_audit(limit=20)
         rows = [
-            [f"{r.at:%m-%d %H:%M:%S}", r.member, r.text[:60], r.outcome, str(r.job_id or "")]
+            [
+                f"{r.at:%m-%d %H:%M:%S}",
+                _who(r.person, r.member),
+                r.text[:60],
+                r.outcome,
+                str(r.job_id or ""),
+            ]
             for r in records
         ]
         return Message(
@@ -73,7 +85,7 @@ async def jobs(ctx: Context) -> Message:
                 str(job.id),
                 job.status.value,
                 job.title,
-                job.member,
+                _who(job.person, job.member),
                 f"{job.created_at:%m-%d %H:%M:%S}",
                 format_duration(end - job.created_at),
                 job.summary[:60],

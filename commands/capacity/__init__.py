@@ -3,5 +3,7 @@
 from commands.capacity import limits, scale, status
 
 SPECS = [*scale.SPECS, *limits.SPECS, *status.SPECS]
+RUNNERS = scale.RUNNERS
+PRECHECKS = scale.PRECHECKS
 
-__all__ = ["SPECS"]
+__all__ = ["PRECHECKS", "RUNNERS", "SPECS"]

@@ -1,8 +1,10 @@
 """`scale out SERVICE ENV COUNT|+N|-N` and `scale up TARGET ENV SIZE [--now]`.
 
 Every scale out checks the quota first and refuses before any change when it would not fit.
-An approved or confirmed command is planned again, so the check also runs with the numbers
-of the moment it starts. Scale in (fewer tasks or instances) asks for confirmation.
+A plan is resolved when it is made: absolute counts (`from 2 to 4`), instance ids, instance
+types and classes. An approved or confirmed plan runs exactly so, and only while the service
+still is as it was planned against (its precheck); otherwise nothing runs. Scale in (fewer
+tasks or instances) asks for confirmation.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any
 
 from bot.config import AsgTarget, Database, EcsTarget, Environment, Service
 from bot.errors import KajitoriError, OperationFailed, Refused
@@ -17,7 +20,7 @@ from bot.grammar import CountChange
 from bot.jobs.context import JobContext
 from bot.jobs.locks import LockKey
 from bot.messages import Message
-from bot.plan import Plan
+from bot.plan import JobBody, Plan, Precheck
 from bot.polling import Polling
 from bot.ports.capacity import (
     EC2_STANDARD_VCPUS,
@@ -38,6 +41,8 @@ from commands.capacity.sizing import (
 )
 
 NOW_FLAG = "--now"
+# How long one database instance may take to change its class.
+DATABASE_TIMEOUT = timedelta(minutes=45)
 
 
 def _target_count(name: str, env: str, current: int, change: CountChange, unit: str) -> int:
@@ -78,25 +83,35 @@ async def _instance_vcpus(ports: Services, region: str, instance_type: str) -> i
 
 
 def _plan(
-    ctx: Context,
     name: str,
+    env: str,
     *,
+    kind: str,
+    state: dict[str, Any],
     title: str,
     changes: list[str],
     checks: list[str],
-    body: Callable[[JobContext], Awaitable[Message]],
     destructive: bool,
     timeout: timedelta,
 ) -> Plan:
     return Plan(
         title=title,
         changes=changes,
-        run=body,
-        locks=[LockKey(name, ctx.command.word("env"))],
+        run=RUNNERS[kind],
+        kind=kind,
+        state={"service": name, "env": env, **state},
+        locks=[LockKey(name, env)],
         destructive=destructive,
         timeout=timeout,
         checks=checks,
     )
+
+
+def _where(services: Services, state: dict[str, Any]) -> tuple[str, str, Environment, Service]:
+    """The service (or database) a plan's state names, as the config has it now."""
+    name, env_name = str(state["service"]), str(state["env"])
+    env = services.config.environment(env_name)
+    return name, env_name, env, services.config.service(name, env_name)
 
 
 # scale out: ECS
@@ -156,34 +171,68 @@ async def _scale_ecs(
             f"{added} × {number(state.task_vcpus)} vCPU tasks",
         )
 
-    async def body(job: JobContext) -> Message:
-        await ports.ecs.set_desired_count(region, target, count)
-        await job.progress(f"desired count {current} → {count}; waiting for tasks")
-
-        async def read() -> tuple[str, bool]:
-            now = await ports.ecs.describe_capacity(region, target)
-            done = now.running == count and now.pending == 0 and now.desired == count
-            return f"running {now.running} of {count}, pending {now.pending}", done
-
-        await _wait_reporting(
-            job,
-            read,
-            what=f"{count} running tasks of {target.cluster}/{target.service}",
-            timeout=service.timeout.total_seconds(),
-            poll=ports.polling,
-        )
-        return Message(text=f"{name} in {env_name} runs {count} tasks (was {current})")
-
     return _plan(
-        ctx,
         name,
+        env_name,
+        kind="scale-ecs",
+        state={"from": current, "to": count},
         title=_title(name, env_name, current, count),
         changes=[f"ECS {target.cluster}/{target.service}: desired count {current} → {count}"],
         checks=checks,
-        body=body,
         destructive=count < current,
         timeout=service.timeout,
     )
+
+
+async def run_scale_ecs(job: JobContext) -> Message:
+    ports = job.services
+    name, env_name, env, service = _where(ports, job.state)
+    target = service.ecs
+    assert target is not None
+    region = env.region
+    current, count = int(job.state["from"]), int(job.state["to"])
+    await ports.ecs.set_desired_count(region, target, count)
+    await job.progress(f"desired count {current} → {count}; waiting for tasks")
+
+    async def read() -> tuple[str, bool]:
+        now = await ports.ecs.describe_capacity(region, target)
+        done = now.running == count and now.pending == 0 and now.desired == count
+        return f"running {now.running} of {count}, pending {now.pending}", done
+
+    await _wait_reporting(
+        job,
+        read,
+        what=f"{count} running tasks of {target.cluster}/{target.service}",
+        timeout=service.timeout.total_seconds(),
+        poll=ports.polling,
+    )
+    return Message(text=f"{name} in {env_name} runs {count} tasks (was {current})")
+
+
+async def _still_fits(check: Awaitable[list[str]]) -> list[str]:
+    """A quota check run again before a stored plan runs: its refusal, as a difference."""
+    try:
+        await check
+    except Refused as error:
+        return [error.message]
+    return []
+
+
+async def precheck_scale_ecs(ports: Services, state: dict[str, Any]) -> list[str]:
+    name, env_name, env, service = _where(ports, state)
+    assert service.ecs is not None
+    now = await ports.ecs.describe_capacity(env.region, service.ecs)
+    if now.desired != state["from"]:
+        return [
+            f"{name} in {env_name} now wants {now.desired} tasks; the plan was made when it "
+            f"wanted {state['from']}"
+        ]
+    added = int(state["to"]) - int(state["from"])
+    if added > 0 and now.launch_type == "FARGATE" and now.task_vcpus:
+        return await _still_fits(
+            _fargate_vcpus(ports, env.region, added * now.task_vcpus, f"{added} tasks")
+        )
+    return []
 
 
 # scale out: Auto Scaling
@@ -235,38 +284,74 @@ async def _scale_asg(
                 f"{count - current} × {instance_type}",
             )
 
-    async def body(job: JobContext) -> Message:
-        await ports.autoscaling.set_capacity(region, group.name, count, raise_max)
-        await job.progress(f"desired capacity {current} → {count}; waiting for instances")
-
-        async def read() -> tuple[str, bool]:
-            now = await ports.autoscaling.group(region, group.name)
-            done = now.in_service == count and len(now.instances) == count
-            line = f"in service {now.in_service} of {count} ({len(now.instances)} instances)"
-            return line, done
-
-        await _wait_reporting(
-            job,
-            read,
-            what=f"{count} instances in service in {group.name}",
-            timeout=service.timeout.total_seconds(),
-            poll=ports.polling,
-        )
-        raised = f", max {raise_max}" if raise_max is not None else ""
-        return Message(
-            text=f"{name} in {env_name} has {count} instances in service (was {current}{raised})"
-        )
-
     return _plan(
-        ctx,
         name,
+        env_name,
+        kind="scale-asg",
+        state={
+            "group": group.name,
+            "from": current,
+            "to": count,
+            "raise_max": raise_max,
+            "min_size": group.min_size,
+            "max_size": group.max_size,
+        },
         title=_title(name, env_name, current, count),
         changes=changes,
         checks=checks,
-        body=body,
         destructive=count < current,
         timeout=service.timeout,
     )
+
+
+async def run_scale_asg(job: JobContext) -> Message:
+    ports = job.services
+    name, env_name, env, service = _where(ports, job.state)
+    region = env.region
+    group = str(job.state["group"])
+    current, count = int(job.state["from"]), int(job.state["to"])
+    raise_max = job.state.get("raise_max")
+    await ports.autoscaling.set_capacity(region, group, count, raise_max)
+    await job.progress(f"desired capacity {current} → {count}; waiting for instances")
+
+    async def read() -> tuple[str, bool]:
+        now = await ports.autoscaling.group(region, group)
+        done = now.in_service == count and len(now.instances) == count
+        line = f"in service {now.in_service} of {count} ({len(now.instances)} instances)"
+        return line, done
+
+    await _wait_reporting(
+        job,
+        read,
+        what=f"{count} instances in service in {group}",
+        timeout=service.timeout.total_seconds(),
+        poll=ports.polling,
+    )
+    raised = f", max {raise_max}" if raise_max is not None else ""
+    return Message(
+        text=f"{name} in {env_name} has {count} instances in service (was {current}{raised})"
+    )
+
+
+async def precheck_scale_asg(ports: Services, state: dict[str, Any]) -> list[str]:
+    name, env_name, env, _ = _where(ports, state)
+    group = await ports.autoscaling.group(env.region, str(state["group"]))
+    planned = (state["from"], state["min_size"], state["max_size"])
+    now = (group.desired, group.min_size, group.max_size)
+    if now != planned:
+        return [
+            f"{group.name} ({name} in {env_name}) now has desired {now[0]}, min {now[1]}, "
+            f"max {now[2]}; the plan was made at desired {planned[0]}, min {planned[1]}, "
+            f"max {planned[2]}"
+        ]
+    added = int(state["to"]) - int(state["from"])
+    instance_type = group.instance_type
+    if added > 0 and instance_type is not None and is_standard_on_demand(instance_type):
+        per_instance = await _instance_vcpus(ports, env.region, instance_type)
+        return await _still_fits(
+            _ec2_vcpus(ports, env.region, added * per_instance, f"{added} × {instance_type}")
+        )
+    return []
 
 
 # scale out: EC2 fleet
@@ -299,7 +384,6 @@ async def _scale_fleet(
     if instance_type is None:
         raise Refused(f"launch template {template.name} sets no instance type")
     per_instance = await _instance_vcpus(ports, region, instance_type)
-    target_group = service.fleet.target_group
     adding = count - current
     placement = await fleet.placement(template, members, adding)
     where = fleet.describe_placement(placement)
@@ -315,28 +399,90 @@ async def _scale_fleet(
     else:
         checks = [f"{instance_type} is outside the {EC2_STANDARD_VCPUS} bucket: not checked"]
 
-    async def body(job: JobContext) -> Message:
-        fleet.job = job
-        now = await fleet.members()
-        missing = count - len(now)
-        if missing <= 0:
-            return Message(text=f"{name} in {env_name} already has {len(now)} instances")
-        launched = await fleet.launch(missing, now)
-        return Message(
-            text=f"{name} in {env_name} scaled out from {len(now)} to {len(now) + len(launched)}: "
-            f"{', '.join(launched)} healthy in {target_group}"
-        )
-
     return _plan(
-        ctx,
         name,
+        env_name,
+        kind="scale-fleet-out",
+        state={
+            "from": current,
+            "to": count,
+            "instances": sorted(m.id for m in members),
+            "instance_type": instance_type,
+            "launch_template": template.name,
+            "template_version": template.version,
+        },
         title=_title(name, env_name, current, count),
         changes=changes,
         checks=checks,
-        body=body,
         destructive=False,
         timeout=service.timeout,
     )
+
+
+def _fleet(ports: Services, job: JobContext | None, state: dict[str, Any]) -> Fleet:
+    name, env_name, env, service = _where(ports, state)
+    assert service.fleet is not None
+    fleet = Fleet(ports, env.region, name, env_name, service.fleet)
+    fleet.job = job
+    return fleet
+
+
+async def run_scale_fleet_out(job: JobContext) -> Message:
+    fleet = _fleet(job.services, job, job.state)
+    name, env_name = fleet.service, fleet.env
+    now = await fleet.members()
+    missing = int(job.state["to"]) - len(now)
+    if missing <= 0:
+        return Message(text=f"{name} in {env_name} already has {len(now)} instances")
+    launched = await fleet.launch(missing, now)
+    return Message(
+        text=f"{name} in {env_name} scaled out from {len(now)} to {len(now) + len(launched)}: "
+        f"{', '.join(launched)} healthy in {fleet.target.target_group}"
+    )
+
+
+async def _fleet_differences(fleet: Fleet, state: dict[str, Any]) -> list[str]:
+    """The fleet's instances (and their types, when the plan recorded them) against the
+    plan's."""
+    members = await fleet.members()
+    now = sorted(m.id for m in members)
+    planned = list(state["instances"])
+    where = f"{fleet.service} in {fleet.env}"
+    if now != planned:
+        return [
+            f"{where} now has {len(now)} instances ({', '.join(now) or 'none'}); the plan was "
+            f"made with {len(planned)} ({', '.join(planned) or 'none'})"
+        ]
+    types = state.get("types")
+    if isinstance(types, dict):
+        changed = [
+            f"{m.id} is now {m.instance_type} (planned from {types.get(m.id)})"
+            for m in members
+            if types.get(m.id) != m.instance_type
+        ]
+        if changed:
+            return [f"{where}: " + "; ".join(changed)]
+    return []
+
+
+async def precheck_scale_fleet_out(ports: Services, state: dict[str, Any]) -> list[str]:
+    fleet = _fleet(ports, None, state)
+    differences = await _fleet_differences(fleet, state)
+    template = await fleet.template()
+    planned = (state["template_version"], state["instance_type"])
+    if (template.version, template.instance_type) != planned:
+        differences.append(
+            f"launch template {template.name} is now v{template.version} "
+            f"({template.instance_type}); the plan was made with v{planned[0]} ({planned[1]})"
+        )
+    instance_type = str(state["instance_type"])
+    added = int(state["to"]) - int(state["from"])
+    if not differences and is_standard_on_demand(instance_type):
+        per_instance = await _instance_vcpus(ports, fleet.region, instance_type)
+        differences += await _still_fits(
+            _ec2_vcpus(ports, fleet.region, added * per_instance, f"{added} × {instance_type}")
+        )
+    return differences
 
 
 def _fleet_scale_in(
@@ -350,35 +496,47 @@ def _fleet_scale_in(
 ) -> Plan:
     env_name = fleet.env
     chosen = to_remove(members, count)
-    planned = {i.id for i in chosen}
     changes = [
         f"deregister {i.id} ({i.instance_type}, {i.availability_zone or '?'}, launched "
         f"{i.launched_at:%Y-%m-%d %H:%M} UTC), wait for draining, terminate it"
         for i in chosen
     ]
 
-    async def body(job: JobContext) -> Message:
-        fleet.job = job
-        # Only the instances the confirmation named; any already gone are skipped.
-        now = [i for i in await fleet.members() if i.id in planned]
-        if not now:
-            return Message(text=f"the instances to remove from {name} in {env_name} are gone")
-        removed = await fleet.remove(now)
-        left = len(await fleet.members())
-        return Message(
-            text=f"{name} in {env_name} scaled in to {left}: terminated {', '.join(removed)}"
-        )
-
     return _plan(
-        ctx,
         name,
+        env_name,
+        kind="scale-fleet-in",
+        state={
+            "from": len(members),
+            "to": count,
+            "instances": sorted(m.id for m in members),
+            "remove": [i.id for i in chosen],
+        },
         title=_title(name, env_name, len(members), count),
         changes=changes,
         checks=[],
-        body=body,
         destructive=True,
         timeout=service.timeout,
     )
+
+
+async def run_scale_fleet_in(job: JobContext) -> Message:
+    fleet = _fleet(job.services, job, job.state)
+    name, env_name = fleet.service, fleet.env
+    planned = set(job.state["remove"])
+    # Only the instances the plan named; any already gone are skipped.
+    now = [i for i in await fleet.members() if i.id in planned]
+    if not now:
+        return Message(text=f"the instances to remove from {name} in {env_name} are gone")
+    removed = await fleet.remove(now)
+    left = len(await fleet.members())
+    return Message(
+        text=f"{name} in {env_name} scaled in to {left}: terminated {', '.join(removed)}"
+    )
+
+
+async def precheck_fleet(ports: Services, state: dict[str, Any]) -> list[str]:
+    return await _fleet_differences(_fleet(ports, None, state), state)
 
 
 async def scale_out(ctx: Context) -> Plan | Message:
@@ -468,49 +626,60 @@ async def _resize_fleet(
     alone = len(running) == 1 and running[0] in resize
     if alone:
         changes.append(f"{name} has one running instance: it stops serving while it is resized")
-    serving = [m.id for m in running]
-    order = [m.id for m in resize]
-
-    async def body(job: JobContext) -> Message:
-        fleet.job = job
-        current = {m.id: m for m in await fleet.members()}
-        done: list[str] = []
-        for step, instance_id in enumerate(order, 1):
-            instance = current.get(instance_id)
-            if instance is None or instance.instance_type == size:
-                continue
-            label = f"{step}/{len(order)}"
-            try:
-                if instance.state == "stopped":
-                    # Not serving: change the type and leave it stopped.
-                    await ports.ec2.set_instance_type(region, instance.id, size)
-                    await job.progress(f"{label} {instance.id} (stopped): → {size}")
-                else:
-                    await fleet.others_healthy(instance.id, serving)
-                    await fleet.resize(instance, size, label)
-            except KajitoriError as error:
-                left = [i for i in order if i not in done and i != instance_id]
-                raise OperationFailed(
-                    f"stopped at {instance_id}: {error}. Resized: {', '.join(done) or 'none'}; "
-                    f"not touched: {', '.join(left) or 'none'}. The others kept serving."
-                ) from None
-            done.append(instance_id)
-            await job.save_state(resized=done)
-        version = await ports.ec2.set_template_instance_type(region, template, size)
-        return Message(
-            text=f"{name} in {env_name} now runs {size}: {', '.join(done)} resized one at a "
-            f"time; launch template {template.name} v{version} is the default"
-        )
-
     return _plan(
-        ctx,
         name,
+        env_name,
+        kind="resize-fleet",
+        state={
+            "size": size,
+            "instances": sorted(m.id for m in members),
+            "types": {m.id: m.instance_type for m in members},
+            "order": [m.id for m in resize],
+            "serving": [m.id for m in running],
+        },
         title=f"scale up {name} in {env_name} to {size}",
         changes=changes,
         checks=checks,
-        body=body,
         destructive=env.protected or alone,
         timeout=service.timeout * len(resize),
+    )
+
+
+async def run_resize_fleet(job: JobContext) -> Message:
+    ports = job.services
+    fleet = _fleet(ports, job, job.state)
+    name, env_name, region = fleet.service, fleet.env, fleet.region
+    size = str(job.state["size"])
+    order = [str(i) for i in job.state["order"]]
+    serving = [str(i) for i in job.state["serving"]]
+    current = {m.id: m for m in await fleet.members()}
+    done: list[str] = []
+    for step, instance_id in enumerate(order, 1):
+        instance = current.get(instance_id)
+        if instance is None or instance.instance_type == size:
+            continue
+        label = f"{step}/{len(order)}"
+        try:
+            if instance.state == "stopped":
+                # Not serving: change the type and leave it stopped.
+                await ports.ec2.set_instance_type(region, instance.id, size)
+                await job.progress(f"{label} {instance.id} (stopped): → {size}")
+            else:
+                await fleet.others_healthy(instance.id, serving)
+                await fleet.resize(instance, size, label)
+        except KajitoriError as error:
+            left = [i for i in order if i not in done and i != instance_id]
+            raise OperationFailed(
+                f"stopped at {instance_id}: {error}. Resized: {', '.join(done) or 'none'}; "
+                f"not touched: {', '.join(left) or 'none'}. The others kept serving."
+            ) from None
+        done.append(instance_id)
+        await job.save_state(resized=done)
+    template = await fleet.template()
+    version = await ports.ec2.set_template_instance_type(region, template, size)
+    return Message(
+        text=f"{name} in {env_name} now runs {size}: {', '.join(done)} resized one at a "
+        f"time; launch template {template.name} v{version} is the default"
     )
 
 
@@ -565,49 +734,77 @@ async def _resize_database(
         f"applied {when}",
     ]
 
-    database_timeout = timedelta(minutes=45)
-
-    async def body(job: JobContext) -> Message:
-        lines: list[str] = []
-        for member in resize:
-            role = _role(member)
-            changed = await ports.rds.modify_class(region, member.id, size, apply_now=apply_now)
-            if not apply_now:
-                pending = changed.pending_class or size
-                lines.append(f"{member.id} ({role}): {member.instance_class} → {pending} pending")
-                continue
-            await job.progress(f"{member.id} ({role}): {member.instance_class} → {size}, modifying")
-
-            async def applied(instance_id: str = member.id) -> bool | None:
-                now = await ports.rds.instance(region, instance_id)
-                return True if now.status == "available" and now.instance_class == size else None
-
-            await wait_until(
-                applied,
-                what=f"{member.id} to be available as {size}",
-                timeout=database_timeout.total_seconds(),
-                poll=ports.polling,
-            )
-            await job.progress(f"{member.id} ({role}) is available as {size}")
-            lines.append(f"{member.id} ({role}): now {size}")
-        head = (
-            f"{name} ({cluster.id}) in {env_name} resized to {size}"
-            if apply_now
-            else f"{name} ({cluster.id}) in {env_name}: {size} applies in the maintenance "
-            f"window ({', '.join(windows) or 'the next one'})"
-        )
-        return Message(text="\n".join([head, *lines]))
-
     return _plan(
-        ctx,
         name,
+        env_name,
+        kind="resize-database",
+        state={
+            "cluster": cluster.id,
+            "size": size,
+            "apply_now": apply_now,
+            "windows": windows,
+            "members": {m.id: [m.instance_class, m.pending_class] for m in cluster.members},
+            "resize": [[m.id, _role(m), m.instance_class] for m in resize],
+        },
         title=f"scale up {name} in {env_name} to {size}",
         changes=changes,
         checks=checks,
-        body=body,
         destructive=env.protected,
-        timeout=database_timeout * len(resize) if apply_now else timedelta(minutes=5),
+        timeout=DATABASE_TIMEOUT * len(resize) if apply_now else timedelta(minutes=5),
     )
+
+
+def _database_where(ports: Services, state: dict[str, Any]) -> tuple[str, str, str]:
+    name, env_name = str(state["service"]), str(state["env"])
+    return name, env_name, ports.config.environment(env_name).region
+
+
+async def run_resize_database(job: JobContext) -> Message:
+    ports = job.services
+    name, env_name, region = _database_where(ports, job.state)
+    size = str(job.state["size"])
+    apply_now = bool(job.state["apply_now"])
+    cluster = str(job.state["cluster"])
+    windows = [str(w) for w in job.state["windows"]]
+    lines: list[str] = []
+    for member_id, role, instance_class in job.state["resize"]:
+        changed = await ports.rds.modify_class(region, member_id, size, apply_now=apply_now)
+        if not apply_now:
+            pending = changed.pending_class or size
+            lines.append(f"{member_id} ({role}): {instance_class} → {pending} pending")
+            continue
+        await job.progress(f"{member_id} ({role}): {instance_class} → {size}, modifying")
+
+        async def applied(instance_id: str = member_id) -> bool | None:
+            now = await ports.rds.instance(region, instance_id)
+            return True if now.status == "available" and now.instance_class == size else None
+
+        await wait_until(
+            applied,
+            what=f"{member_id} to be available as {size}",
+            timeout=DATABASE_TIMEOUT.total_seconds(),
+            poll=ports.polling,
+        )
+        await job.progress(f"{member_id} ({role}) is available as {size}")
+        lines.append(f"{member_id} ({role}): now {size}")
+    head = (
+        f"{name} ({cluster}) in {env_name} resized to {size}"
+        if apply_now
+        else f"{name} ({cluster}) in {env_name}: {size} applies in the maintenance "
+        f"window ({', '.join(windows) or 'the next one'})"
+    )
+    return Message(text="\n".join([head, *lines]))
+
+
+async def precheck_resize_database(ports: Services, state: dict[str, Any]) -> list[str]:
+    name, env_name, region = _database_where(ports, state)
+    cluster = await ports.rds.cluster(region, str(state["cluster"]))
+    now = {m.id: [m.instance_class, m.pending_class] for m in cluster.members}
+    planned = state["members"]
+    if now != planned:
+        shown = ", ".join(f"{i} {c[0]}" + (f" (→ {c[1]})" if c[1] else "") for i, c in now.items())
+        return [f"{name} ({cluster.id}) in {env_name} changed since the plan was made: {shown}"]
+    return []
 
 
 async def scale_up(ctx: Context) -> Plan | Message:
@@ -632,6 +829,24 @@ async def scale_up(ctx: Context) -> Plan | Message:
         return await _resize_database(ctx, name, env, database, size)
     known = ", ".join([*env.services, *env.databases]) or "none"
     raise Refused(f"unknown service or database {name!r} in {env_name} (known: {known})")
+
+
+RUNNERS: dict[str, JobBody] = {
+    "scale-ecs": run_scale_ecs,
+    "scale-asg": run_scale_asg,
+    "scale-fleet-out": run_scale_fleet_out,
+    "scale-fleet-in": run_scale_fleet_in,
+    "resize-fleet": run_resize_fleet,
+    "resize-database": run_resize_database,
+}
+PRECHECKS: dict[str, Precheck] = {
+    "scale-ecs": precheck_scale_ecs,
+    "scale-asg": precheck_scale_asg,
+    "scale-fleet-out": precheck_scale_fleet_out,
+    "scale-fleet-in": precheck_fleet,
+    "resize-fleet": precheck_fleet,
+    "resize-database": precheck_resize_database,
+}
 
 
 SPECS = [

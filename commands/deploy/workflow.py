@@ -15,6 +15,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from bot.config import EcsTarget
 from bot.errors import KajitoriError, OperationFailed, Refused
@@ -31,8 +32,10 @@ from bot.ports.ecs import (
     EcsServiceState,
     StoppedTask,
     ecr_registry,
+    image_digest,
     image_repository,
     image_tag,
+    image_with_digest,
     image_with_tag,
     task_definition_name,
 )
@@ -106,6 +109,8 @@ async def _require_image(ecs: EcsPort, service: EcsService, image: str) -> EcrIm
 
 def _image_check(image: EcrImage) -> str:
     pushed = f", pushed {image.pushed_at:%Y-%m-%d %H:%M} UTC" if image.pushed_at else ""
+    if image.tag.startswith("sha256:"):
+        return f"image {image.repository}@{image.digest[:19]}… is in ECR{pushed}"
     return f"image {image.repository}:{image.tag} is in ECR ({image.digest[:19]}…{pushed})"
 
 
@@ -129,21 +134,29 @@ def _in_progress_warning(state: EcsServiceState) -> list[str]:
 # -- deploy ------------------------------------------------------------------------------
 
 
+def _short_digest(digest: str) -> str:
+    return digest[:19] + "…"
+
+
 async def deploy(ctx: Context) -> Plan:
     command = ctx.command
     version = command.word("version")
     service = _ecs_service(ctx.services, command.word("service"), command.word("env"), "deploy")
     ecs = ctx.services.ecs
     state = await ecs.describe_service(service.region, service.target)
-    new_image = image_with_tag(state.image, version)
-    image = await _require_image(ecs, service, new_image)
+    tagged = image_with_tag(state.image, version)
+    image = await _require_image(ecs, service, tagged)
+    # The new revision names the bytes the tag points to now: a tag moved later (a push
+    # of the same tag) changes nothing that was reviewed.
+    pinned = image_with_digest(tagged, image.digest) if image.digest else tagged
     next_revision = await ecs.next_revision(service.region, state.task_definition)
-    same = " (same tag: new tasks replace the running ones)" if state.image == new_image else ""
+    same = " (same image: new tasks replace the running ones)" if state.image == pinned else ""
     changes = [
         f"image of container {service.target.container}: "
-        f"{_short_image(state.image)} → {_short_image(new_image)}{same}",
-        f"task definition: {state.revision} → {next_revision} (a new revision; environment, "
-        "secrets, CPU, memory and roles are copied)",
+        f"{_short_image(image_with_tag(state.image, state.image_tag))} → "
+        f"{_short_image(tagged)} ({_short_digest(image.digest)}){same}",
+        f"task definition: {state.revision} → {next_revision} (a new revision pinning the "
+        "digest; environment, secrets, CPU, memory and roles are copied)",
         f"ECS service {service.where}: rolling update of {state.desired} tasks, "
         "circuit breaker with rollback on",
         *_in_progress_warning(state),
@@ -153,30 +166,24 @@ async def deploy(ctx: Context) -> Plan:
         _service_check(service, state),
         f"rollout timeout {format_duration(service.timeout)}",
     ]
-    job = RolloutJob(
-        service=service,
-        kind="deploy",
-        version=version,
-        image=new_image,
-        task_definition=None,
-        approved_by=ctx.approved_by,
-        timing=ctx.services.polling,
-    )
     return Plan(
         title=f"deploy {service.name} {version} to {service.env}",
         changes=changes,
-        run=job.run,
-        locks=[service.lock],
-        timeout=service.timeout + JOB_DEADLINE_MARGIN,
-        checks=checks,
+        run=run_rollout,
+        kind="deploy",
         state={
             "kind": "deploy",
             "service": service.name,
             "env": service.env,
             "version": version,
-            "image": new_image,
+            "image": pinned,
+            "digest": image.digest,
+            "from_task_definition": state.task_definition,
+            "from_version": state.image_tag,
         },
-        kind="deploy",
+        locks=[service.lock],
+        timeout=service.timeout + JOB_DEADLINE_MARGIN,
+        checks=checks,
     )
 
 
@@ -287,7 +294,9 @@ async def rollback(ctx: Context) -> Plan:
     image = await _require_image(ecs, service, definition.image)
     changes = [
         f"image of container {service.target.container}: "
-        f"{_short_image(state.image)} → {_short_image(definition.image)}",
+        f"{_short_image(image_with_tag(state.image, state.image_tag))} → "
+        f"{_short_image(image_with_tag(definition.image, known.version))} "
+        f"({_short_digest(image.digest)})",
         f"task definition: {state.revision} → {definition.revision} (recorded by "
         f"{known.source}; reused, nothing new is registered)",
         f"ECS service {service.where}: rolling update of {state.desired} tasks, "
@@ -300,31 +309,26 @@ async def rollback(ctx: Context) -> Plan:
         f"task definition {definition.revision} is ACTIVE",
         f"rollout timeout {format_duration(service.timeout)}",
     ]
-    job = RolloutJob(
-        service=service,
-        kind="rollback",
-        version=known.version,
-        image=definition.image,
-        task_definition=definition.arn,
-        approved_by=ctx.approved_by,
-        timing=services.polling,
-    )
     return Plan(
         title=f"roll back {service.name} in {service.env} to {known.version}",
         changes=changes,
-        run=job.run,
-        locks=[service.lock],
-        destructive=True,
-        timeout=service.timeout + JOB_DEADLINE_MARGIN,
-        checks=checks,
+        run=run_rollout,
+        kind="rollback",
         state={
             "kind": "rollback",
             "service": service.name,
             "env": service.env,
             "version": known.version,
+            "image": definition.image,
+            "digest": image.digest,
             "task_definition": definition.arn,
+            "from_task_definition": state.task_definition,
+            "from_version": state.image_tag,
         },
-        kind="rollback",
+        locks=[service.lock],
+        destructive=True,
+        timeout=service.timeout + JOB_DEADLINE_MARGIN,
+        checks=checks,
     )
 
 
@@ -333,14 +337,17 @@ async def rollback(ctx: Context) -> Plan:
 
 @dataclass(frozen=True)
 class RolloutJob:
-    """Deploy `image` (registering a revision) or reuse `task_definition`, then watch."""
+    """Deploy `image` (registering a revision of `from_task_definition`) or reuse
+    `task_definition`, then watch; all of it as planned, read from the job's state."""
 
     service: EcsService
     kind: str  # deploy | rollback
     version: str
     image: str
     task_definition: str | None
-    approved_by: str | None
+    # What the service ran when the plan was made.
+    from_task_definition: str | None
+    from_version: str | None
     timing: Polling
 
     async def run(self, job: JobContext) -> Message:
@@ -354,19 +361,20 @@ class RolloutJob:
             record = await self._recorded(job)
         else:
             state = await ecs.describe_service(service.region, service.target)
+            approved_by = job.record.approved_by
             record = DeployRecord(
                 id=await store.next_id("deploy"),
                 service=service.name,
                 env=service.env,
                 version=self.version,
                 task_definition=self.task_definition or "",
-                previous_version=state.image_tag,
-                previous_task_definition=state.task_definition,
+                previous_version=self.from_version or state.image_tag,
+                previous_task_definition=self.from_task_definition or state.task_definition,
                 triggered_by=job.member,
                 kind=self.kind,
                 job_id=job.id,
                 started_at=services.clock.now(),
-                detail=f"approved by {self.approved_by}" if self.approved_by else "",
+                detail=f"approved by {approved_by}" if approved_by else "",
             )
         watcher: RolloutWatcher | None = None
         try:
@@ -439,14 +447,21 @@ class RolloutJob:
         service = self.service
         task_definition = self.task_definition
         if task_definition is None:
+            # A new revision of the very revision the plan was made against.
             task_definition = await ecs.register_image_revision(
-                service.region, state.task_definition, service.target.container, self.image
+                service.region,
+                self.from_task_definition or state.task_definition,
+                service.target.container,
+                self.image,
+                self.version,
             )
             record.task_definition = task_definition
             await store.put_deploy(record)
             await job.save_state(task_definition=task_definition)
             await job.progress(
-                f"registered {task_definition_name(task_definition)} ({_short_image(self.image)})"
+                f"registered {task_definition_name(task_definition)} "
+                f"({_short_image(image_with_tag(self.image, self.version))}, "
+                f"{_short_image(self.image).split('@', 1)[-1][:19]}…)"
             )
         # Written just before the service changes: a replica taking over then looks at the
         # service to learn whether it changed. The write also fails when this replica has
@@ -577,9 +592,10 @@ def _join(first: str, second: str) -> str:
     return f"{first}; {second}" if first else second
 
 
-async def resume_rollout(job: JobContext) -> Message:
-    """A deploy or rollback taken over from a replica that stopped: go on watching the
-    rollout it started; what it had not started yet ends the job as interrupted."""
+async def run_rollout(job: JobContext) -> Message:
+    """The runner of a deploy or rollback plan, from the job's state alone: a new job does
+    what was planned; a job taken over from a replica that stopped goes on watching the
+    rollout it started, and what it had not started yet ends the job as interrupted."""
     state = job.state
     services = job.services
     kind = str(state["kind"])
@@ -590,13 +606,59 @@ async def resume_rollout(job: JobContext) -> Message:
         version=str(state["version"]),
         image=str(state.get("image", "")),
         task_definition=state.get("task_definition"),
-        approved_by=None,
+        from_task_definition=state.get("from_task_definition"),
+        from_version=state.get("from_version"),
         timing=services.polling,
     )
     return await rollout.run(job)
 
 
-RESUMERS = {"deploy": resume_rollout, "rollback": resume_rollout}
+async def rollout_precheck(services: Services, state: dict[str, Any]) -> list[str]:
+    """What differs from the deploy or rollback plan's `from` state: the service runs
+    another revision (someone deployed), the tag points at other bytes, or the revision to
+    reuse is gone."""
+    kind = str(state["kind"])
+    service = _ecs_service(services, str(state["service"]), str(state["env"]), kind)
+    ecs = services.ecs
+    differences: list[str] = []
+    now = await ecs.describe_service(service.region, service.target)
+    planned = str(state.get("from_task_definition", ""))
+    if now.task_definition != planned:
+        differences.append(
+            f"{service.name} in {service.env} now runs {now.revision} ({now.image_tag}); "
+            f"the plan was made when it ran {task_definition_name(planned)} "
+            f"({state.get('from_version')})"
+        )
+    image = str(state.get("image", ""))
+    version = str(state["version"])
+    if kind == "rollback":
+        definition = await ecs.describe_task_definition(
+            service.region, str(state["task_definition"]), service.target.container
+        )
+        if definition.status != "ACTIVE":
+            differences.append(f"task definition {definition.revision} is now {definition.status}")
+        image = definition.image
+    # A deploy names its tag; a rollback's revision names a tag or a digest. A tag must
+    # still point at the digest that was shown, and the image must still be in ECR.
+    lookup = version if kind == "deploy" else (image_digest(image) or image_tag(image))
+    repository = service.target.repository or image_repository(image)
+    registry = ecr_registry(image)
+    region, registry_id = (registry[1], registry[0]) if registry else (service.region, None)
+    found = await ecs.find_image(region, repository, lookup, registry_id)
+    digest = str(state.get("digest", ""))
+    if found is None:
+        differences.append(f"image {repository} {lookup} is no longer in ECR")
+    elif digest and found.digest != digest:
+        differences.append(
+            f"image tag {lookup} now points at {_short_digest(found.digest)}; the plan "
+            f"was made for {_short_digest(digest)}"
+        )
+    return differences
+
+
+RUNNERS = {"deploy": run_rollout, "rollback": run_rollout}
+RESUMERS = RUNNERS
+PRECHECKS = {"deploy": rollout_precheck, "rollback": rollout_precheck}
 
 
 SPECS = [

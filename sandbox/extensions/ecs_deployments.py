@@ -6,7 +6,8 @@ scheduler that plays the rolling update out in steps of `timing.ecs_task_step`:
 
 1. tasks from an earlier step that were told to stop are `STOPPED`;
 2. `RUNNING` tasks pass their health check (`healthStatus` `HEALTHY`);
-3. `PENDING` tasks reach `RUNNING`, or fail if their image is tagged `broken`;
+3. `PENDING` tasks reach `RUNNING`, or fail if their image is tagged `broken` (named by
+   that tag, or pinned by the digest the tag points to);
 4. the circuit breaker trips when the primary deployment's `failedTasks` reaches its
    threshold, and starts a rollback deployment when the breaker has `rollback`;
 5. new tasks start within `maximumPercent`; old tasks stop while at least
@@ -27,6 +28,7 @@ from typing import Any, cast
 from moto.core.responses import ActionResult
 from moto.ec2.models import ec2_backends
 from moto.ec2.models.elastic_network_interfaces import NetworkInterface
+from moto.ecr.models import ecr_backends
 from moto.ecs.models import (
     EC2ContainerServiceBackend,
     Service,
@@ -166,13 +168,34 @@ def failure_threshold(desired_count: int) -> int:
     return min(max(math.ceil(0.5 * desired_count), 3), 200)
 
 
+def _tags_of_digest(backend: EC2ContainerServiceBackend, image: str) -> list[str]:
+    """The ECR tags of an image pinned by digest (`…/api@sha256:…`), from the ECR backend
+    of the same account and region."""
+    name, _, digest = image.rpartition("@")
+    repository = name.rsplit("/", 1)[-1]
+    registry = ecr_backends[backend.account_id][backend.region_name]
+    found = registry.repositories.get(repository)
+    if found is None:
+        return []
+    return [
+        tag
+        for entry in found.images
+        if entry.get_image_digest() == digest
+        for tag in entry.image_tags
+    ]
+
+
 def _is_broken(backend: EC2ContainerServiceBackend, task: ServiceTask) -> bool:
     definition: TaskDefinition = backend.describe_task_definition(task.task_definition_arn)
-    return any(
-        str(container.get("image", "")).endswith(BROKEN_IMAGE_SUFFIX)
-        for container in definition.container_definitions
-        if container.get("essential", True)
-    )
+    for container in definition.container_definitions:
+        if not container.get("essential", True):
+            continue
+        image = str(container.get("image", ""))
+        if image.endswith(BROKEN_IMAGE_SUFFIX):
+            return True
+        if "@sha256:" in image and BROKEN_IMAGE_SUFFIX[1:] in _tags_of_digest(backend, image):
+            return True
+    return False
 
 
 class Scheduler:

@@ -36,6 +36,15 @@ async def run_job(bot: Bot, text: str, member: str = "local:alice") -> Result:
     return result
 
 
+async def confirm(bot: Bot, pending: Result, member: str = "local:alice") -> Result:
+    """Confirm a pending request and run its job to the end."""
+    assert pending.request is not None, pending.text
+    result = await say(bot, f"approve {pending.request.id}", member)
+    assert result.outcome is Outcome.STARTED, result.text
+    await finish(bot, result)
+    return result
+
+
 async def final_message(bot: Bot, result: Result) -> tuple[JobStatus, str]:
     assert result.job is not None
     record = await bot.services.store.get_job(result.job.id)

@@ -13,6 +13,7 @@ from tests.capacity.conftest import BotFactory
 from tests.capacity.helpers import (
     all_instances,
     api_service,
+    confirm,
     final_message,
     fleet,
     run_job,
@@ -40,8 +41,13 @@ async def test_scale_in_ecs_asks_for_confirmation_first(bot: Bot) -> None:
     assert pending.outcome is Outcome.PENDING, pending.text
     assert "is destructive" in pending.text
     assert (await api_service(bot))["desiredCount"] == 2
+    # Asking again is refused while the first request waits: one open request per service.
+    again = await say(bot, "scale out api staging 1")
+    assert again.outcome is Outcome.REFUSED, again.text
+    assert pending.request is not None
+    assert f"already has an open request {pending.request.id}" in again.text
 
-    result = await run_job(bot, "scale out api staging 1")
+    result = await confirm(bot, pending)
     status, summary = await final_message(bot, result)
     assert status is JobStatus.SUCCEEDED, summary
     service = await api_service(bot)
@@ -131,7 +137,7 @@ async def test_scale_in_fleet_drains_then_terminates_the_newest(bot: Bot) -> Non
     (newest_id,) = newest
     assert f"deregister {newest_id}" in pending.text
 
-    result = await run_job(bot, "scale out web staging -1")
+    result = await confirm(bot, pending)
     status, summary = await final_message(bot, result)
     assert status is JobStatus.SUCCEEDED, summary
     assert {i["InstanceId"] for i in await fleet(bot)} == seeded

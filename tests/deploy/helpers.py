@@ -54,6 +54,17 @@ def image_of(definition: dict[str, Any]) -> str:
     return str(definition["containerDefinitions"][0]["image"])
 
 
+async def is_image(bot: Bot, definition: dict[str, Any], tag: str) -> bool:
+    """Whether the definition's container runs `tag`: named by the tag (as seeded), or
+    pinned to the digest the tag points to in ECR (as a deploy registers it)."""
+    image = image_of(definition)
+    if image.endswith(f"/api:{tag}"):
+        return True
+    ecr = await bot.aws.client("ecr", REGION)
+    found = await ecr.describe_images(repositoryName="api", imageIds=[{"imageTag": tag}])
+    return image.endswith(f"/api@{found['imageDetails'][0]['imageDigest']}")
+
+
 async def history(bot: Bot, env: str = "staging") -> list[DeployRecord]:
     return await bot.services.store.list_deploys("api", env)
 

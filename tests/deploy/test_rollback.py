@@ -9,7 +9,7 @@ from tests.deploy.helpers import (
     deploy_and_wait,
     finish,
     history,
-    image_of,
+    is_image,
     revisions,
     running_definition,
     say,
@@ -39,7 +39,7 @@ async def test_rollback_goes_back_one_successful_version_at_a_time(
     assert chat.texts()[-1].startswith("rolled back api in staging to v2 in ")
     now = await running_definition(bot)
     assert now["taskDefinitionArn"] == registered[1]
-    assert image_of(now).endswith("/api:v2")
+    assert await is_image(bot, now, "v2")
     assert await revisions(bot) == registered
 
     # A second rollback goes further back (to the seeded v1), not forward to v3.
@@ -76,14 +76,14 @@ async def test_rollback_to_a_named_version_reuses_its_revision(bot: Bot) -> None
     assert dry.outcome is Outcome.OK, dry.text
     assert "api-staging:3 → api-staging:1 (recorded by running before deploy 1" in dry.text
     assert "would ask for confirmation" in dry.text
-    assert image_of(await running_definition(bot)).endswith("/api:v3")
+    assert await is_image(bot, await running_definition(bot), "v3")
 
     result = await say(bot, "local:alice", "rollback api staging v1 --yes")
     assert result.outcome is Outcome.STARTED, result.text
     assert await finish(bot, result) is JobStatus.SUCCEEDED
     now = await running_definition(bot)
     assert now["taskDefinitionArn"] == registered[0]
-    assert image_of(now).endswith("/api:v1")
+    assert await is_image(bot, now, "v1")
     assert await revisions(bot) == registered
 
     current = await say(bot, "local:alice", "rollback api staging v1 --yes")

@@ -54,5 +54,7 @@ async def start_job(
 ) -> JobRecord:
     """A job through the real job manager, with a body of the test's own."""
     return await bot.jobs.start(
-        Plan(title=title, changes=[], run=run), origin=ALICE, command="jobs"
+        Plan(title=title, changes=[], run=run, kind="test", state={}),
+        origin=ALICE,
+        command="jobs",
     )

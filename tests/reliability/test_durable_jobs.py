@@ -236,7 +236,7 @@ async def test_deploy_whose_replica_died_after_updating_the_service_is_watched_n
         # What the dead replica did: record, register, announce the update, update — and
         # die before it wrote down the deployment id.
         registered = await ecs.register_image_revision(
-            REGION, before.task_definition, "app", image_with_tag(before.image, "v2")
+            REGION, before.task_definition, "app", image_with_tag(before.image, "v2"), "v2"
         )
         dead = await left_by_a_dead_replica(
             b,

@@ -95,7 +95,7 @@ async def server(
     monkeypatch.setenv("KAJITORI_CI_SECRET_JENKINS", CI_SECRET)
     data = demo_data()
     data["store"] = f"sqlite://{tmp_path / 'state.db'}"
-    data["access"]["members"].update({"slack:U0ALICE": ["sre"], "typetalk:alice": ["sre"]})
+    data["access"]["members"].update({"slack:U0ALICE": ["sre"], "typetalk:101": ["sre"]})
     data["triggers"] = [
         {
             "github": {"repo": REPO, "on": "release", "tag": "v*"},

@@ -262,6 +262,44 @@ async def test_renew_lock_needs_the_token(store: Store) -> None:
     assert holder.token == held.token
 
 
+async def test_relock_changes_reason_and_lease_in_place_only_for_the_holder(
+    store: Store,
+) -> None:
+    held = lock(lease=timedelta(seconds=30))
+    await store.acquire_lock(held, now())
+    later = now() + timedelta(minutes=5)
+    assert await store.relock("api/staging", "not-the-token", "mine", later, now()) is None
+    assert await store.relock("web/staging", held.token, "mine", later, now()) is None
+    relocked = await store.relock("api/staging", held.token, "second reason", later, now())
+    assert relocked is not None
+    assert (relocked.token, relocked.reason, relocked.expires_at) == (
+        held.token,
+        "second reason",
+        later,
+    )
+    assert await store.get_lock("api/staging") == relocked
+    # A lock past its lease is free: relocking it would revive what another may take.
+    assert (
+        await store.relock("api/staging", held.token, "late", later, later + timedelta(seconds=1))
+        is None
+    )
+
+
+async def test_relock_racing_a_rival_never_frees_the_lock(store: Store) -> None:
+    held = lock(lease=timedelta(seconds=30))
+    await store.acquire_lock(held, now())
+    for attempt in range(RACERS):
+        rival = lock()
+        relocked, holder = await asyncio.gather(
+            store.relock(
+                "api/staging", held.token, f"reason {attempt}", now() + timedelta(minutes=1), now()
+            ),
+            store.acquire_lock(rival, now()),
+        )
+        assert relocked is not None and relocked.token == held.token
+        assert holder.token == held.token
+
+
 async def test_an_expired_lock_is_taken_over(store: Store) -> None:
     stale = lock(lease=timedelta(seconds=-1))
     await store.acquire_lock(stale, now() - timedelta(minutes=1))

@@ -1,6 +1,7 @@
 """A local HTTP server standing in for Typetalk's API: it answers `POST /api/v1/topics/{id}`
-as Typetalk does (the new post, with an id), and refuses what Typetalk refuses: a wrong
-`X-Typetalk-Token` (401) and a message over 4,000 characters (400)."""
+as Typetalk does (the new post, with an id) and `GET /api/v1/topics/{id}/members/status`
+(the accounts of `members`), and refuses what Typetalk refuses: a wrong `X-Typetalk-Token`
+(401) and a message over 4,000 characters (400)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from aiohttp import web
 from tests.support.recorder import Recorded, RecordingApi
 
 TOPIC_PATH = "/api/v1/topics/"
+MEMBERS_SUFFIX = "/members/status"
 MAX_CHARS = 4000
 
 
@@ -31,15 +33,30 @@ class TypetalkApi(RecordingApi):
         self.token = token
         self.posts: list[TypetalkPost] = []
         self._ids = itertools.count(1001)
+        # Every topic's members: account id -> account name.
+        self.members: dict[int, str] = {}
 
     async def start(self) -> TypetalkApi:
         await super().start()
         return self
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        if request.path.startswith(TOPIC_PATH):
+        if request.path.startswith(TOPIC_PATH) and request.path.endswith(MEMBERS_SUFFIX):
+            self.responders.setdefault(request.path, self._topic_members)
+        elif request.path.startswith(TOPIC_PATH):
             self.responders.setdefault(request.path, self._post_message)
         return await super()._handle(request)
+
+    def _topic_members(self, recorded: Recorded) -> Any:
+        if recorded.headers.get("X-Typetalk-Token") != self.token:
+            return web.json_response({"error": "invalid_token"}, status=401)
+        return {
+            "accounts": [
+                {"account": {"id": i, "name": name, "isBot": False}, "online": True}
+                for i, name in self.members.items()
+            ],
+            "invites": [],
+        }
 
     def _post_message(self, recorded: Recorded) -> Any:
         if recorded.headers.get("X-Typetalk-Token") != self.token:

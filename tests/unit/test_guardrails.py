@@ -26,26 +26,29 @@ from tests.support.clock import ShiftedClock
 done: list[str] = []
 
 
+async def run_touch(job: JobContext) -> Message:
+    service, env, mode = job.state["service"], job.state["env"], job.state["mode"]
+    await job.progress("touching")
+    if mode == "fail":
+        raise OperationFailed("it broke")
+    if mode == "slow":
+        await asyncio.sleep(30)
+    if mode == "bug":
+        raise ZeroDivisionError("secret internals")
+    done.append(f"{service}/{env}")
+    return Message(text=f"touched {service} in {env}")
+
+
 async def touch(ctx: Context) -> Plan:
     service, env = ctx.command.word("service"), ctx.command.word("env")
     ctx.services.config.service(service, env)
     mode = ctx.command.optional_word("mode") or "ok"
-
-    async def run(job: JobContext) -> Message:
-        await job.progress("touching")
-        if mode == "fail":
-            raise OperationFailed("it broke")
-        if mode == "slow":
-            await asyncio.sleep(30)
-        if mode == "bug":
-            raise ZeroDivisionError("secret internals")
-        done.append(f"{service}/{env}")
-        return Message(text=f"touched {service} in {env}")
-
     return Plan(
         title=f"touch {service} in {env}",
         changes=[f"{service} gets touched"],
-        run=run,
+        run=run_touch,
+        kind="touch",
+        state={"service": service, "env": env, "mode": mode},
         locks=[LockKey(service, env)],
         destructive=mode == "destructive",
     )
@@ -76,6 +79,7 @@ async def core(demo_config: Config, chat: RecordingChat, clock: ShiftedClock) ->
     done.clear()
     registry = build_registry()
     registry.add(TOUCH)
+    registry.runners["touch"] = run_touch
     store = await SqliteStore.open(":memory:")
     bot = await build_bot(
         demo_config,

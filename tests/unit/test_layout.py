@@ -151,3 +151,14 @@ def test_nothing_is_wired_by_name() -> None:
         if pattern.search(line)
     ]
     assert not found, found
+
+
+def test_every_plan_kind_has_a_runner_and_a_precheck() -> None:
+    from commands import build_registry
+
+    registry = build_registry()
+    kinds = {"deploy", "rollback", "scale-ecs", "scale-asg", "scale-fleet-out", "scale-fleet-in"}
+    kinds |= {"resize-fleet", "resize-database"}
+    assert kinds <= set(registry.runners)
+    assert set(registry.prechecks) == set(registry.runners)
+    assert set(registry.resumers) <= set(registry.runners)

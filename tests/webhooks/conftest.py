@@ -33,6 +33,9 @@ SLACK_BOT_TOKEN = "xoxb-0000000000-2222222222-kajitoriwebhooktests"
 SECRETS = (GITHUB_SECRET, TYPETALK_SECRET, TYPETALK_TOKEN, CI_SECRET, SLACK_BOT_TOKEN)
 
 # Topics the triggers announce in, and the topic people type in.
+# Typetalk account ids of the people the tests post as; anyone else posts as MALLORY_ID.
+ACCOUNT_IDS = {"alice": 101, "bob": 102, "carol": 103}
+MALLORY_ID = 666
 PEOPLE_TOPIC = 1
 RELEASES_TOPIC = 7
 
@@ -135,16 +138,24 @@ class Kajitori:
         topic: int = PEOPLE_TOPIC,
         token: str | None = TYPETALK_SECRET,
         headers: dict[str, str] | None = None,
+        account_id: int | None = None,
         **kwargs: Any,
     ) -> tuple[int, Any]:
-        body = json.dumps(typetalk_delivery(account, message, post_id, topic)).encode()
+        body = json.dumps(
+            typetalk_delivery(account, message, post_id, topic, account_id=account_id)
+        ).encode()
         params = {"token": token} if token is not None else {}
         headers = {"Content-Type": "application/json", **(headers or {})}
         return await self.request("/typetalk/webhook", body, headers, params=params, **kwargs)
 
 
-def typetalk_delivery(account: str, message: str, post_id: int, topic: int) -> dict[str, Any]:
-    """A Typetalk outgoing webhook body, shaped as in Typetalk's documentation."""
+def typetalk_delivery(
+    account: str, message: str, post_id: int, topic: int, *, account_id: int | None = None
+) -> dict[str, Any]:
+    """A Typetalk outgoing webhook body, shaped as in Typetalk's documentation; the account's
+    id is its ACCOUNT_IDS entry unless given."""
+    if account_id is None:
+        account_id = ACCOUNT_IDS.get(account, MALLORY_ID)
     return {
         "topic": {
             "id": topic,
@@ -160,7 +171,7 @@ def typetalk_delivery(account: str, message: str, post_id: int, topic: int) -> d
             "replyTo": None,
             "message": message,
             "account": {
-                "id": 100,
+                "id": account_id,
                 "name": account,
                 "fullName": account.title(),
                 "suggestion": account.title(),
@@ -231,6 +242,8 @@ async def serving(
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def typetalk_api() -> AsyncIterator[TypetalkApi]:
     api = await TypetalkApi(TYPETALK_TOKEN).start()
+    # The topic's members as Typetalk lists them: mallory is not one.
+    api.members = {i: name for name, i in ACCOUNT_IDS.items()}
     try:
         yield api
     finally:

@@ -84,11 +84,24 @@ async def test_bad_bodies_get_a_clear_400(kajitori: Kajitori) -> None:
     assert answer["error"].startswith("post.account")
 
 
+async def test_a_poster_is_known_by_account_id_not_by_the_name_in_the_body(
+    kajitori: Kajitori,
+) -> None:
+    # alice's account (101) posting with carol's name (an sre) in the body stays alice:
+    # `typetalk:carol` in the config is resolved through the topic's members on the API.
+    status, answer = await kajitori.typetalk(
+        "carol", "@kajitori+ deploy api production v2", 520, account_id=101
+    )
+    assert status == 200
+    assert "typetalk:alice lacks permission deploy:production" in answer["message"]
+
+
 async def test_guardrails_answer_in_the_reply(kajitori: Kajitori) -> None:
     status, answer = await kajitori.typetalk("mallory", "@kajitori+ status api staging", 507)
     assert status == 200
     assert answer["replyTo"] == 507
-    assert "typetalk:mallory is not a member" in answer["message"]
+    # Known by the account id: the name in the webhook's body proves nothing.
+    assert "typetalk:666 is not a member" in answer["message"]
 
     status, answer = await kajitori.typetalk(
         "alice", "@kajitori+ status api staging", 508, topic=99

@@ -163,7 +163,8 @@ class SlackListeners:
                 await self._chat.close_request(str(decided.id), line, where=clicked)
             except Exception:
                 log.exception("replacing the buttons of request %s failed", decided.id)
-            messages = messages[1:]  # the decision itself now shows on the request message
+            if result.outcome is not Outcome.REFUSED:
+                messages = messages[1:]  # the decision itself now shows on the request message
         if decided is None and result.outcome in PRIVATE_OUTCOMES:
             messages = [m.model_copy(update={"private": True}) for m in messages]
         chat = self._bot.services.chat
@@ -182,6 +183,9 @@ class SlackListeners:
         user = member_user(member)
         who = f"<@{user}>" if user else member
         at = self._bot.services.clock.now()
+        if approved and result.outcome is Outcome.REFUSED:
+            # The plan check found the service changed: the request is outdated, not run.
+            return f"⚠️ {verb} by {who} at {at:%H:%M} UTC, not run: the service changed"
         job = f" · job {result.job.id}" if result.job is not None else ""
         mark = "✅" if approved else "❌"
         return f"{mark} {verb} by {who} at {at:%H:%M} UTC{job}"
