@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from bot.errors import KajitoriError, Refused, failure_reply
 from bot.grammar import format_duration
-from bot.jobs.locks import DeployLocks
+from bot.jobs.locks import DeployLocks, describe_holder
 from bot.jobs.manager import JobManager
 from bot.messages import Button, Message, Tone
 from bot.model import (
@@ -91,6 +91,7 @@ class Dispatcher:
                     outcome=result.outcome.value,
                     job_id=result.job.id if result.job else None,
                     detail=services.redactor.text(first)[:300],
+                    target=_target(result.command),
                 )
             )
         except Exception:
@@ -123,8 +124,9 @@ class Dispatcher:
     async def _plan(self, ctx: Context, plan: Plan) -> Result:
         services = self.services
         command = ctx.command
-        for key in plan.locks:
-            await self.locks.check_free_for(key, ctx.member)
+        if not command.dry_run:
+            for key in plan.locks:
+                await self.locks.check_free_for(key, ctx.member)
         env_name = command.env
         protected = env_name is not None and services.config.environment(env_name).protected
         needs_approval = protected and ctx.approved_by is None
@@ -136,31 +138,51 @@ class Dispatcher:
             and not skip_confirmation
         )
         if command.dry_run:
-            return Result(Outcome.OK, [self._dry_run(plan, needs_approval, needs_confirmation)])
+            return await self._dry_run(ctx, plan, needs_approval, needs_confirmation)
         if needs_approval:
             return await self._request(ctx, plan, RequestKind.APPROVAL)
         if needs_confirmation:
             return await self._request(ctx, plan, RequestKind.CONFIRMATION)
-        job = await self.jobs.start(plan, origin=ctx.origin, command=command.text)
+        job = await self.jobs.start(
+            plan, origin=ctx.origin, command=command.text, approved_by=ctx.approved_by
+        )
         by = f" (approved by {ctx.approved_by})" if ctx.approved_by else ""
         return Result(
             Outcome.STARTED,
-            [Message(text=f"{plan.title}: job {job.id}{by}", tone=Tone.PROGRESS)],
+            [Message(text=f"{plan.title}: job {job.ref}{by}", tone=Tone.PROGRESS)],
             job=job,
         )
 
-    def _dry_run(self, plan: Plan, needs_approval: bool, needs_confirmation: bool) -> Message:
+    async def _dry_run(
+        self, ctx: Context, plan: Plan, needs_approval: bool, needs_confirmation: bool
+    ) -> Result:
+        """What would change and what was checked; a lock someone else holds is shown as
+        what it is (the command would be refused), never as free."""
         lines = [f"dry run: {plan.title}"]
         lines.extend(f"• {change}" for change in plan.changes)
-        lines.extend(f"✓ {check}" for check in plan.checks)
-        if plan.locks:
-            lines.append("✓ lock free: " + ", ".join(str(k) for k in plan.locks))
+        lines.extend(check.line() for check in plan.checks)
+        now = self.services.clock.now()
+        blocked = False
+        for key in plan.locks:
+            holder = await self.locks.holder(key)
+            if holder is None:
+                lines.append(f"✓ lock {key} is free")
+            elif holder.owner == ctx.member and holder.job_id is None:
+                lines.append(f"✓ lock {key} is yours ({describe_holder(holder, now)})")
+            else:
+                blocked = True
+                lines.append(
+                    f"✗ lock {key} is held by {describe_holder(holder, now)}: "
+                    "the command would be refused now"
+                )
         if needs_approval:
             lines.append("• would need approval by a second member (protected environment)")
         elif needs_confirmation:
             lines.append("• would ask for confirmation (destructive)")
         lines.append("nothing was changed")
-        return Message(text="\n".join(lines))
+        outcome = Outcome.REFUSED if blocked else Outcome.OK
+        tone = Tone.WARNING if blocked else Tone.INFO
+        return Result(outcome, [Message(text="\n".join(lines), tone=tone)])
 
     async def _request(self, ctx: Context, plan: Plan, kind: RequestKind) -> Result:
         services = self.services
@@ -177,28 +199,34 @@ class Dispatcher:
             changes=plan.changes,
             created_at=now,
             expires_at=now + expiry,
+            targets=plan.targets,
+            on_deny=plan.on_deny,
         )
         await services.store.put_request(request)
         if kind is RequestKind.APPROVAL:
             approvers = ", ".join(services.config.approvals.approvers)
             head = (
-                f"{plan.title} needs approval: request {request.id} by {ctx.member}. "
-                f"A second member with role {approvers} answers `approve {request.id}` "
-                f"or `deny {request.id}` within {format_duration(expiry)}."
+                f"{plan.title} needs approval: request {request.ref} by {ctx.member}. "
+                f"A second member with role {approvers} answers `approve {request.ref}` "
+                f"or `deny {request.ref}` within {format_duration(expiry)}."
             )
-            buttons = [
-                Button(action="approve", request_id=str(request.id), label="Approve"),
-                Button(action="deny", request_id=str(request.id), label="Deny"),
-            ]
+            labels = ("Approve", "Deny")
+        elif plan.on_deny:
+            head = (
+                f"{plan.title}? `approve {request.ref}` does it; `deny {request.ref}`: "
+                f"{plan.on_deny}. Answer within {format_duration(expiry)}."
+            )
+            labels = ("Confirm", "Deny")
         else:
             head = (
-                f"{plan.title} is destructive: confirm with `approve {request.id}` "
-                f"or cancel with `deny {request.id}` within {format_duration(expiry)}."
+                f"{plan.title} is destructive: confirm with `approve {request.ref}` "
+                f"or cancel with `deny {request.ref}` within {format_duration(expiry)}."
             )
-            buttons = [
-                Button(action="approve", request_id=str(request.id), label="Confirm"),
-                Button(action="deny", request_id=str(request.id), label="Cancel"),
-            ]
+            labels = ("Confirm", "Cancel")
+        buttons = [
+            Button(action="approve", request_id=request.ref, label=labels[0]),
+            Button(action="deny", request_id=request.ref, label=labels[1]),
+        ]
         text = "\n".join([head, *(f"• {change}" for change in plan.changes)])
         return Result(
             Outcome.PENDING,
@@ -213,39 +241,40 @@ class Dispatcher:
         request = await services.store.get_request(request_id)
         if request is None:
             raise Refused(
-                f"there is no request {request_id}", hint="see the id in the request message"
+                f"there is no request R{request_id}", hint="see the id in the request message"
             )
         verb = "approve" if approve else "deny"
         if request.status is not RequestStatus.PENDING:
             by = f" by {request.decided_by}" if request.decided_by else ""
-            raise Refused(f"request {request_id} is already {request.status.value}{by}")
+            raise Refused(f"request R{request_id} is already {request.status.value}{by}")
         now = services.clock.now()
         if request.expires_at <= now:
             await services.store.decide_request(request_id, RequestStatus.EXPIRED, "expiry", now)
             raise Refused(
-                f"request {request_id} expired at {request.expires_at:%Y-%m-%d %H:%M} UTC",
+                f"request R{request_id} expired at {request.expires_at:%Y-%m-%d %H:%M} UTC",
                 hint=f"run the command again: {request.command}",
             )
         is_requester = approver.member == request.member
         if request.kind is RequestKind.APPROVAL:
             if is_requester and approve:
                 raise Refused(
-                    f"you cannot {verb} your own request {request_id}",
+                    f"you cannot {verb} your own request R{request_id}",
                     hint="a second member with an approver role must approve it",
                 )
             if not access.is_approver(approver.member) and not is_requester:
                 roles = ", ".join(services.config.approvals.approvers)
                 raise Refused(
-                    f"{approver.member} cannot {verb} request {request_id}: approvers have role {roles}"
+                    f"{approver.member} cannot {verb} request R{request_id}: approvers have role {roles}"
                 )
         elif not is_requester and not access.is_approver(approver.member):
-            raise Refused(f"only {request.member} or an approver can {verb} request {request_id}")
+            raise Refused(f"only {request.member} or an approver can {verb} request R{request_id}")
         status = RequestStatus.APPROVED if approve else RequestStatus.DENIED
         if not await services.store.decide_request(request_id, status, approver.member, now):
-            raise Refused(f"request {request_id} was decided by someone else just now")
+            raise Refused(f"request R{request_id} was decided by someone else just now")
         if not approve:
+            then = f"; {request.on_deny}" if request.on_deny else ""
             message = Message(
-                text=f"request {request_id} ({request.summary}) denied by {approver.member}",
+                text=f"request {request.ref} ({request.summary}) denied by {approver.member}{then}",
                 tone=Tone.FAILURE,
             )
             if (
@@ -258,9 +287,18 @@ class Dispatcher:
         result = await self.handle(request.origin, request.command, approved_by=approver.member)
         verb_done = "approved" if request.kind is RequestKind.APPROVAL else "confirmed"
         decided = Message(
-            text=f"request {request_id} ({request.summary}) {verb_done} by {approver.member}",
+            text=f"request {request.ref} ({request.summary}) {verb_done} by {approver.member}",
             tone=Tone.SUCCESS,
         )
         result.messages.insert(0, decided)
         result.request = request
         return result
+
+
+def _target(command: ParsedCommand | None) -> str | None:
+    """`SERVICE/ENV` for a command that names a service (or a database) and an environment."""
+    if command is None:
+        return None
+    name = command.optional_word("service") or command.optional_word("target")
+    env = command.env
+    return f"{name}/{env}" if name and env else None

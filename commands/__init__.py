@@ -1,8 +1,9 @@
 """The features, each a package with its chat commands beside its domain logic.
 
 Each feature declares `SPECS` (its commands) and may declare `RESUMERS` (by plan kind,
-what takes its jobs over when the replica running them stopped); the registry lists them
-here, in the order `help` shows them.
+what takes its jobs over when the replica running them stopped) and `CANCELLERS` (by plan
+kind, what `cancel JOB` offers instead of stopping the job where it is); the registry
+lists them here, in the order `help` shows them.
 """
 
 from __future__ import annotations
@@ -19,4 +20,5 @@ def build_registry() -> Registry:
         for spec in feature.SPECS:
             registry.add(spec)
         registry.resumers.update(getattr(feature, "RESUMERS", {}))
+        registry.cancellers.update(getattr(feature, "CANCELLERS", {}))
     return registry

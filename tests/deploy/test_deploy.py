@@ -38,7 +38,7 @@ async def test_deploy_registers_a_revision_with_only_the_image_changed(
     result = await say(bot, "local:alice", "deploy api staging v2")
     assert result.outcome is Outcome.STARTED, result.text
     assert result.job is not None
-    assert f"deploy api v2 to staging: job {result.job.id}" in result.text
+    assert f"deploy api v2 to staging: job J{result.job.id}" in result.text
     assert await finish(bot, result) is JobStatus.SUCCEEDED
 
     after = await running_definition(bot)
@@ -152,7 +152,7 @@ async def test_dry_run_shows_the_change_and_changes_nothing(bot: Bot) -> None:
     assert "image of container app: api:v1 → api:v3" in text
     assert "task definition: api-production:1 → api-production:2" in text
     assert "image api:v3 is in ECR (sha256:" in text
-    assert "✓ lock free: api/production" in text
+    assert "✓ lock api/production is free" in text
     assert "would need approval" in text
     assert text.endswith("nothing was changed")
     assert result.job is None and result.request is None
@@ -180,7 +180,7 @@ async def test_twenty_concurrent_deploys_run_one_and_refuse_the_rest_naming_the_
     job = started[0].job
     assert job is not None
     for result in refused:
-        assert f"api/staging is locked by {job.member} (job {job.id})" in result.text
+        assert f"api/staging is locked by {job.member} (job J{job.id})" in result.text
     assert await finish(bot, started[0]) is JobStatus.SUCCEEDED
     assert len(await history(bot)) == 1
     assert len(await revisions(bot)) == 2
@@ -200,7 +200,7 @@ async def test_lock_is_free_after_a_cancelled_deploy(bot: Bot, chat: RecordingCh
     [record] = await history(bot)
     assert record.outcome == "cancelled"
     assert record.ended_at is not None
-    assert chat.texts()[-1] == f"deploy api v2 to staging: job {result.job.id} was cancelled"
+    assert chat.texts()[-1] == f"deploy api v2 to staging: job J{result.job.id} was cancelled"
 
     again = await say(bot, "local:bob", "deploy api staging v3")
     assert again.outcome is Outcome.STARTED, again.text

@@ -185,7 +185,7 @@ async def test_killing_the_replica_running_a_deploy_leads_the_other_to_finish_wa
     await fake_slack.wait_for(lambda: final_in(fake_slack, head) is not None, timeout=60)
     texts = thread_texts(fake_slack, head)
     taken = next(t for t in texts if "taken over by replica" in t)
-    assert taken.startswith(f"⚠️ job {job.id} taken over by replica ")
+    assert taken.startswith(f"⚠️ job J{job.id} taken over by replica ")
     assert f"after its runner {job.runner} stopped" in taken
     assert any(f"watching the rollout of ECS deployment {deployment}" in t for t in texts)
     final = final_in(fake_slack, head) or ""

@@ -37,7 +37,7 @@ async def test_protected_environment_waits_for_a_human_approval(
     request_id = deploy["request"]
     head = announcement(typetalk_api)
     [ask] = typetalk_api.replies_to(head.id)
-    assert f"needs approval: request {request_id} by {MEMBER}" in ask.message
+    assert f"needs approval: request R{request_id} by {MEMBER}" in ask.message
     _, answer = await kajitori.typetalk("alice", "@kajitori+ status api production", 804)
     assert "image tag: v1" in answer["message"]  # nothing deployed yet
 

@@ -130,14 +130,14 @@ async def test_deploy_posts_progress_and_result_as_replies_to_the_post(
 
     assert status == 200
     assert answer["replyTo"] == 601
-    match = re.search(r"deploy api v2 to staging: job (\d+)", answer["message"])
+    match = re.search(r"deploy api v2 to staging: job J(\d+)", answer["message"])
     assert match, answer
     await typetalk_api.wait_for_posts(
         lambda posts: any("deployed api v2 to staging" in p.message for p in posts)
     )
     posts = typetalk_api.posts
     assert {(p.topic, p.reply_to) for p in posts} == {(PEOPLE_TOPIC, 601)}
-    assert f"job {match.group(1)} started by typetalk:alice" in posts[0].message
+    assert f"job J{match.group(1)} started by typetalk:alice" in posts[0].message
     assert any("ECS deployment" in p.message and "started" in p.message for p in posts)
     assert len(posts) >= 3  # head, progress, result
     assert all(
@@ -152,7 +152,7 @@ async def test_protected_deploy_waits_for_a_second_member_who_answers_approve_id
     kajitori: Kajitori, typetalk_api: TypetalkApi
 ) -> None:
     _, answer = await kajitori.typetalk("bob", "@kajitori+ deploy api production v2", 701)
-    match = re.search(r"needs approval: request (\d+)", answer["message"])
+    match = re.search(r"needs approval: request R(\d+)", answer["message"])
     assert match, answer
     request_id = match.group(1)
     assert f"`@kajitori+ approve {request_id}`" in answer["message"]
@@ -162,7 +162,7 @@ async def test_protected_deploy_waits_for_a_second_member_who_answers_approve_id
     assert typetalk_api.posts == []  # nothing started
 
     _, answer = await kajitori.typetalk("carol", f"@kajitori+ approve {request_id}", 703)
-    assert f"request {request_id}" in answer["message"]
+    assert f"request R{request_id}" in answer["message"]
     assert "approved by typetalk:carol" in answer["message"]
     assert answer["replyTo"] == 703
 
