@@ -148,7 +148,7 @@ async def _scale_ecs(
     current = state.desired
     count = _target_count(name, env_name, current, ctx.command.count("count"), "tasks")
     if count == current:
-        return Message(text=f"{name} in {env_name} already wants {current} tasks")
+        return Message(text=f"{name} in {env_name} already wants {counted(current, 'task')}")
     checks: list[Check] = []
     if count > current and state.launch_type == "FARGATE" and state.task_vcpus:
         added = count - current
@@ -175,7 +175,7 @@ async def _scale_ecs(
             timeout=service.timeout.total_seconds(),
             poll=ports.polling,
         )
-        return Message(text=f"{name} in {env_name} runs {count} tasks (was {current})")
+        return Message(text=f"{name} in {env_name} runs {counted(count, 'task')} (was {current})")
 
     return _plan(
         ctx,
@@ -202,7 +202,7 @@ async def _scale_asg(
     current = group.desired
     count = _target_count(name, env_name, current, ctx.command.count("count"), "instances")
     if count == current:
-        return Message(text=f"{name} in {env_name} already wants {current} instances")
+        return Message(text=f"{name} in {env_name} already wants {counted(current, 'instance')}")
     numbers = f"min {group.min_size}, max {group.max_size}, desired {group.desired}"
     if count < group.min_size:
         raise Refused(
@@ -262,7 +262,8 @@ async def _scale_asg(
         )
         raised = f", max {raise_max}" if raise_max is not None else ""
         return Message(
-            text=f"{name} in {env_name} has {count} instances in service (was {current}{raised})"
+            text=f"{name} in {env_name} has {counted(count, 'instance')} in service "
+            f"(was {current}{raised})"
         )
 
     return _plan(
@@ -292,7 +293,7 @@ async def _scale_fleet(
     current = len(members)
     count = _target_count(name, env_name, current, ctx.command.count("count"), "instances")
     if count == current:
-        return Message(text=f"{name} in {env_name} already has {current} instances")
+        return Message(text=f"{name} in {env_name} already has {counted(current, 'instance')}")
     if count > service.fleet.max_instances:
         raise Refused(
             f"{name} in {env_name} may have at most {service.fleet.max_instances} instances "
@@ -333,7 +334,7 @@ async def _scale_fleet(
         now = await fleet.members()
         missing = count - len(now)
         if missing <= 0:
-            return Message(text=f"{name} in {env_name} already has {len(now)} instances")
+            return Message(text=f"{name} in {env_name} already has {counted(len(now), 'instance')}")
         launched = await fleet.launch(missing, now)
         return Message(
             text=f"{name} in {env_name} scaled out from {len(now)} to {len(now) + len(launched)}: "
@@ -379,7 +380,7 @@ def _fleet_scale_in(
         removed = await fleet.remove(now)
         left = len(await fleet.members())
         return Message(
-            text=f"{name} in {env_name} scaled in to {left}: terminated {', '.join(removed)}"
+            text=f"{name} in {env_name} scaled in to {left}: terminated {some_ids(removed)}"
         )
 
     return _plan(

@@ -189,12 +189,18 @@ class Known:
 
     version: str
     task_definition: str
-    source: str  # "deploy job J12" or "running before deploy job J12"
+    source: str  # "as deployed by job J12", "as it ran before deploy job J12"
 
 
 def _made_by(record: DeployRecord) -> str:
     """`deploy job J12`: the job id people see in `jobs`, `history` and the job's thread."""
     return f"{record.kind} job J{record.job_id}" if record.job_id else f"{record.kind} {record.id}"
+
+
+def _recorded_by(record: DeployRecord) -> str:
+    verb = "deployed" if record.kind == "deploy" else "restored"
+    job = f"job J{record.job_id}" if record.job_id else f"{record.kind} {record.id}"
+    return f"as {verb} by {job}"
 
 
 def successful_versions(records: list[DeployRecord]) -> list[Known]:
@@ -212,12 +218,12 @@ def successful_versions(records: list[DeployRecord]) -> list[Known]:
                 Known(
                     record.previous_version,
                     record.previous_task_definition,
-                    f"running before {_made_by(record)}",
+                    f"as it ran before {_made_by(record)}",
                 )
             )
         if record.outcome != "succeeded" or not record.task_definition:
             continue
-        known = Known(record.version, record.task_definition, _made_by(record))
+        known = Known(record.version, record.task_definition, _recorded_by(record))
         restored = [i for i, k in enumerate(stack) if k.task_definition == record.task_definition]
         if record.kind == "rollback" and restored:
             del stack[restored[-1] + 1 :]
@@ -240,10 +246,10 @@ def named_version(records: list[DeployRecord], version: str) -> Known | None:
     """The newest task definition revision recorded as running `version` successfully."""
     for record in sorted(records, key=lambda r: r.id, reverse=True):
         if record.version == version and record.outcome == "succeeded" and record.task_definition:
-            return Known(version, record.task_definition, _made_by(record))
+            return Known(version, record.task_definition, _recorded_by(record))
         if record.previous_version == version and record.previous_task_definition:
             return Known(
-                version, record.previous_task_definition, f"running before {_made_by(record)}"
+                version, record.previous_task_definition, f"as it ran before {_made_by(record)}"
             )
     return None
 
@@ -307,7 +313,7 @@ async def rollback(ctx: Context) -> Plan:
     changes = [
         f"image of container {service.target.container}: "
         f"{_short_image(state.image)} → {_short_image(definition.image)}",
-        f"task definition: {state.revision} → {definition.revision} (recorded by "
+        f"task definition: {state.revision} → {definition.revision} (recorded "
         f"{known.source}; reused, nothing new is registered)",
         f"ECS service {service.where}: rolling update of {state.desired} tasks, "
         "circuit breaker with rollback on",

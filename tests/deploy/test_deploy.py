@@ -103,6 +103,12 @@ async def test_broken_tag_is_rolled_back_by_the_circuit_breaker_and_said_so(
     assert any(
         "circuit breaker tripped" in t and "rolling back to api-staging:1" in t for t in texts
     )
+    tripped = next(i for i, t in enumerate(texts) if "circuit breaker tripped" in t)
+    rolling_back = [t for t in texts[tripped + 1 : -1] if "elapsed" in t]
+    assert rolling_back, texts
+    # The revision ECS brings back is shown as restoring, never as an old one that stopped.
+    assert all(t.startswith("api-staging:1 restoring: ") for t in rolling_back), rolling_back
+    assert not any("api-staging:1 (old)" in t for t in rolling_back)
     final = texts[-1]
     assert final.startswith("deploy api broken to staging failed: ECS rolled it back.")
     assert "ECS restored api-staging:1 (v1), 2/2 running again" in final
