@@ -32,9 +32,18 @@ async def cancel(ctx: Context) -> Message | Plan:
             f"{roles}) can cancel it"
         )
     if ctx.jobs.context(job_id) is None:
+        now = services.clock.now()
+        if record.lease_expires is not None and record.lease_expires <= now:
+            raise Refused(
+                f"job {record.ref} ({record.title}) is run by nobody: its runner "
+                f"{record.runner} stopped renewing it at {record.lease_expires:%H:%M:%S} UTC "
+                "without ending it, so there is nothing left to stop here",
+                hint="a `kajitori serve` replica takes such jobs over; see where AWS stands "
+                "with `status`",
+            )
         raise Refused(
-            f"job {record.ref} runs on replica {record.runner}, not on this one "
-            f"({ctx.jobs.runner}); it can be cancelled only where it runs",
+            f"job {record.ref} runs on another replica ({record.runner}); it can be "
+            "cancelled only where it runs",
             hint="cancel it from the chat that replica answers, or wait for it to end",
         )
     canceller = ctx.registry.cancellers.get(record.kind)
