@@ -89,7 +89,7 @@ async def test_signed_release_starts_a_deploy_whose_result_is_announced(
     assert "deployed api v2 to staging" in thread[-1].message
     assert thread[-1].message.startswith("✅")
     _, answer = await kajitori.typetalk("alice", "@kajitori+ status api staging", 802)
-    assert "image tag: v2" in answer["message"]
+    assert "version: v2 (sha256:" in answer["message"]
 
 
 async def test_same_delivery_twice_runs_one_deploy(
@@ -144,7 +144,7 @@ async def test_deploys_refused_by_their_checks_are_announced_with_the_reason(
     [reason] = typetalk_api.replies_to(head.id)
     assert f"image tag '{sha}' is not in ECR" in reason.message
     _, answer = await kajitori.typetalk("alice", "@kajitori+ status api staging", 803)
-    assert "image tag: v1" in answer["message"]
+    assert "version: v1 (sha256:" in answer["message"]
 
 
 async def test_unmatched_or_malformed_deliveries_run_nothing(

@@ -30,8 +30,8 @@ async def test_mention_runs_status_and_answers_in_the_response(
     assert status == 200
     assert answer["replyTo"] == 501
     assert "api in staging (ECS staging/api)" in answer["message"]
-    assert "image tag: v1" in answer["message"]
-    assert "desired: 2" in answer["message"]
+    assert "version: v1 (sha256:" in answer["message"]
+    assert "tasks: desired 2, running 2, pending 0" in answer["message"]
     assert typetalk_api.posts == []  # a quick answer needs no API call
 
 
@@ -98,9 +98,9 @@ async def test_guardrails_answer_in_the_reply(kajitori: Kajitori) -> None:
     status, answer = await kajitori.typetalk("alice", "@kajitori+ deploy api production v2", 509)
     assert "typetalk:alice lacks permission deploy:production" in answer["message"]
 
-    status, answer = await kajitori.typetalk("alice", "@kajitori+ status api", 510)
+    status, answer = await kajitori.typetalk("alice", "@kajitori+ lock api", 510)
     assert "missing ENV" in answer["message"]
-    assert "usage: status SERVICE ENV" in answer["message"]
+    assert "usage: lock SERVICE ENV [REASON...]" in answer["message"]
 
 
 async def test_an_answer_past_typetalks_limit_is_split_in_parts(
@@ -145,7 +145,7 @@ async def test_deploy_posts_progress_and_result_as_replies_to_the_post(
         for r in typetalk_api.calls(f"/api/v1/topics/{PEOPLE_TOPIC}")
     )
     status, answer = await kajitori.typetalk("alice", "@kajitori+ status api staging", 602)
-    assert "image tag: v2" in answer["message"]
+    assert "version: v2 (sha256:" in answer["message"]
 
 
 async def test_protected_deploy_waits_for_a_second_member_who_answers_approve_id(
@@ -155,7 +155,7 @@ async def test_protected_deploy_waits_for_a_second_member_who_answers_approve_id
     match = re.search(r"needs approval: request R(\d+)", answer["message"])
     assert match, answer
     request_id = match.group(1)
-    assert f"`@kajitori+ approve {request_id}`" in answer["message"]
+    assert f"`@kajitori+ approve R{request_id}`" in answer["message"]
 
     _, answer = await kajitori.typetalk("bob", f"@kajitori+ approve {request_id}", 702)
     assert "cannot approve your own request" in answer["message"]
