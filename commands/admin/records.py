@@ -181,7 +181,7 @@ async def history(ctx: Context) -> Message:
         audit = [a for a in audit if _audit_target(a) == key]
     deploys = await _deploys_by_job(ctx, jobs)
     rows = [_job_row(j, deploys.get(j.id)) for j in jobs]
-    rows += [_audit_row(a) for a in audit if not (query.all and a.job_id in deploys)]
+    rows += [_audit_row(a) for a in audit]
     rows.sort(key=lambda r: r[0], reverse=True)
     shown = [row for _, row in rows[: query.limit]]
     where = f"{query.service} in {query.env}" if key else "every service"

@@ -129,7 +129,11 @@ async def test_a_slack_retry_landing_on_the_other_replica_starts_nothing_new(
     await second.slash("jobs")
     await fake_slack.wait_for(
         lambda: (
-            sum(("jobs" in p.text or "deploy history" in p.text) for p in fake_slack.posted) >= 2
+            sum(
+                ("jobs" in p.text or "history of api in staging" in p.text)
+                for p in fake_slack.posted
+            )
+            >= 2
         )
     )
 
@@ -199,8 +203,10 @@ async def test_killing_the_replica_running_a_deploy_leads_the_other_to_finish_wa
     assert (record.outcome, record.job_id) == ("succeeded", job.id)
     assert await shared_store.get_lock("api/staging") is None
     await second.slash("history api staging")
-    await fake_slack.wait_for(lambda: any("deploy history" in p.text for p in fake_slack.posted))
-    history = next(p.text for p in fake_slack.posted if "deploy history" in p.text)
+    await fake_slack.wait_for(
+        lambda: any("history of api in staging" in p.text for p in fake_slack.posted)
+    )
+    history = next(p.text for p in fake_slack.posted if "history of api in staging" in p.text)
     assert "succeeded" in history and "v2" in history
     # The rollout was started once: no second revision, no second deployment.
     aws = AwsClients(endpoint_url=sandbox.url)
