@@ -573,6 +573,15 @@ class RolloutJob:
         """The deployment a job taken over watches: the one it recorded, or the one its
         runner started just before it stopped; JobInterrupted when it started none."""
         service = self.service
+        rolling_back_to = job.state.get("rolling_back_to")
+        if rolling_back_to:
+            # Cancelled and rolling back when its replica stopped: that rollout is ECS's now.
+            raise JobInterrupted(
+                f"the replica running it stopped while it rolled back to "
+                f"{task_definition_name(str(rolling_back_to))} (cancelled by "
+                f"{job.state.get('cancelled_by', 'someone')}); ECS carries on by itself",
+                hint=f"follow it with `status {service.name} {service.env}`",
+            )
         deployment_id = job.state.get("deployment")
         target = job.state.get("task_definition") or record.task_definition
         if deployment_id is None:
