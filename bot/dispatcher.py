@@ -14,7 +14,7 @@ from datetime import datetime
 
 from bot.errors import KajitoriError, Refused, failure_reply
 from bot.grammar import format_duration
-from bot.jobs.locks import DeployLocks, LockKey
+from bot.jobs.locks import DeployLocks, LockKey, describe_holder
 from bot.jobs.manager import JobManager
 from bot.messages import Button, Message, Tone
 from bot.model import (
@@ -93,6 +93,7 @@ class Dispatcher:
                     outcome=result.outcome.value,
                     job_id=result.job.id if result.job else None,
                     detail=services.redactor.text(first)[:300],
+                    target=_target(result.command),
                 )
             )
         except Exception:
@@ -127,8 +128,9 @@ class Dispatcher:
         command = ctx.command
         if not plan.kind:
             raise ValueError(f"the plan {plan.title!r} names no kind")
-        for key in plan.locks:
-            await self.locks.check_free_for(key, ctx.member)
+        if not command.dry_run:
+            for key in plan.locks:
+                await self.locks.check_free_for(key, ctx.member)
         env_name = command.env
         protected = env_name is not None and services.config.environment(env_name).protected
         needs_approval = protected and approved_by is None
@@ -140,7 +142,7 @@ class Dispatcher:
             and not skip_confirmation
         )
         if command.dry_run:
-            return Result(Outcome.OK, [self._dry_run(plan, needs_approval, needs_confirmation)])
+            return await self._dry_run(ctx, plan, needs_approval, needs_confirmation)
         if needs_approval:
             return await self._request(ctx, plan, RequestKind.APPROVAL)
         if needs_confirmation:
@@ -151,16 +153,32 @@ class Dispatcher:
         by = f" (approved by {approved_by})" if approved_by else ""
         return Result(
             Outcome.STARTED,
-            [Message(text=f"{plan.title}: job {job.id}{by}", tone=Tone.PROGRESS)],
+            [Message(text=f"{plan.title}: job {job.ref}{by}", tone=Tone.PROGRESS)],
             job=job,
         )
 
-    def _dry_run(self, plan: Plan, needs_approval: bool, needs_confirmation: bool) -> Message:
+    async def _dry_run(
+        self, ctx: Context, plan: Plan, needs_approval: bool, needs_confirmation: bool
+    ) -> Result:
+        """What would change and what was checked; a lock someone else holds is shown as
+        what it is (the command would be refused), never as free."""
         lines = [f"dry run: {plan.title}"]
         lines.extend(f"• {change}" for change in plan.changes)
-        lines.extend(f"✓ {check}" for check in plan.checks)
-        if plan.locks:
-            lines.append("✓ lock free: " + ", ".join(str(k) for k in plan.locks))
+        lines.extend(check.line() for check in plan.checks)
+        now = self.services.clock.now()
+        blocked = False
+        for key in plan.locks:
+            holder = await self.locks.holder(key)
+            if holder is None:
+                lines.append(f"✓ lock {key} is free")
+            elif holder.owner == ctx.member and holder.job_id is None:
+                lines.append(f"✓ lock {key} is yours ({describe_holder(holder, now)})")
+            else:
+                blocked = True
+                lines.append(
+                    f"✗ lock {key} is held by {describe_holder(holder, now)}: "
+                    "the command would be refused now"
+                )
         if needs_approval:
             lines.append(
                 "• would need approval by a second member (protected environment); the "
@@ -172,7 +190,9 @@ class Dispatcher:
                 "plan, or nothing if the service changed meanwhile"
             )
         lines.append("nothing was changed")
-        return Message(text="\n".join(lines))
+        outcome = Outcome.REFUSED if blocked else Outcome.OK
+        tone = Tone.WARNING if blocked else Tone.INFO
+        return Result(outcome, [Message(text="\n".join(lines), tone=tone)])
 
     async def _claim_target(self, key: LockKey, request: ApprovalRequest) -> None:
         """Make `request` the one open request for `key`; Refused, naming the open one,
@@ -220,6 +240,8 @@ class Dispatcher:
             permission=ctx.command.spec.permission,
             created_at=now,
             expires_at=now + expiry,
+            targets=plan.targets,
+            on_deny=plan.on_deny,
         )
         for key in plan.locks:
             await self._claim_target(key, request)
@@ -227,24 +249,28 @@ class Dispatcher:
         if kind is RequestKind.APPROVAL:
             approvers = ", ".join(services.config.approvals.approvers)
             head = (
-                f"{plan.title} needs approval: request {request.id} by "
+                f"{plan.title} needs approval: request {request.ref} by "
                 f"{services.access.who(ctx.member)}. A second person with role {approvers} "
-                f"answers `approve {request.id}` or `deny {request.id}` within "
+                f"answers `approve {request.ref}` or `deny {request.ref}` within "
                 f"{format_duration(expiry)}."
             )
-            buttons = [
-                Button(action="approve", request_id=str(request.id), label="Approve"),
-                Button(action="deny", request_id=str(request.id), label="Deny"),
-            ]
+            labels = ("Approve", "Deny")
+        elif plan.on_deny:
+            head = (
+                f"{plan.title}? `approve {request.ref}` does it; `deny {request.ref}`: "
+                f"{plan.on_deny}. Answer within {format_duration(expiry)}."
+            )
+            labels = ("Confirm", "Deny")
         else:
             head = (
-                f"{plan.title} is destructive: confirm with `approve {request.id}` "
-                f"or cancel with `deny {request.id}` within {format_duration(expiry)}."
+                f"{plan.title} is destructive: confirm with `approve {request.ref}` "
+                f"or cancel with `deny {request.ref}` within {format_duration(expiry)}."
             )
-            buttons = [
-                Button(action="approve", request_id=str(request.id), label="Confirm"),
-                Button(action="deny", request_id=str(request.id), label="Cancel"),
-            ]
+            labels = ("Confirm", "Cancel")
+        buttons = [
+            Button(action="approve", request_id=request.ref, label=labels[0]),
+            Button(action="deny", request_id=request.ref, label=labels[1]),
+        ]
         tail = (
             "This exact plan runs when it is approved; if the service changes before "
             "that, nothing runs."
@@ -264,17 +290,17 @@ class Dispatcher:
         request = await services.store.get_request(request_id)
         if request is None:
             raise Refused(
-                f"there is no request {request_id}", hint="see the id in the request message"
+                f"there is no request R{request_id}", hint="see the id in the request message"
             )
         verb = "approve" if approve else "deny"
         if request.status is not RequestStatus.PENDING:
             by = f" by {request.decided_by}" if request.decided_by else ""
-            raise Refused(f"request {request_id} is already {request.status.value}{by}")
+            raise Refused(f"request R{request_id} is already {request.status.value}{by}")
         now = services.clock.now()
         if request.expires_at <= now:
             await services.store.decide_request(request_id, RequestStatus.EXPIRED, "expiry", now)
             raise Refused(
-                f"request {request_id} expired at {request.expires_at:%Y-%m-%d %H:%M} UTC",
+                f"request R{request_id} expired at {request.expires_at:%Y-%m-%d %H:%M} UTC",
                 hint=f"run the command again: {request.command}",
             )
         # People, not ids: one person with two ids is still the requester.
@@ -287,24 +313,25 @@ class Dispatcher:
                     else ""
                 )
                 raise Refused(
-                    f"you cannot {verb} your own request {request_id}{same}",
+                    f"you cannot {verb} your own request R{request_id}{same}",
                     hint="a second person with an approver role must approve it",
                 )
             if not access.is_approver(approver.member) and not is_requester:
                 roles = ", ".join(services.config.approvals.approvers)
                 raise Refused(
-                    f"{approver.member} cannot {verb} request {request_id}: approvers have role {roles}"
+                    f"{approver.member} cannot {verb} request R{request_id}: approvers have role {roles}"
                 )
         elif not is_requester and not access.is_approver(approver.member):
-            raise Refused(f"only {request.member} or an approver can {verb} request {request_id}")
+            raise Refused(f"only {request.member} or an approver can {verb} request R{request_id}")
         if not approve:
             if not await services.store.decide_request(
                 request_id, RequestStatus.DENIED, approver.member, now
             ):
-                raise Refused(f"request {request_id} was decided by someone else just now")
+                raise Refused(f"request R{request_id} was decided by someone else just now")
+            then = f"; {request.on_deny}" if request.on_deny else ""
             message = Message(
-                text=f"request {request_id} ({request.summary}) denied by "
-                f"{access.who(approver.member)}",
+                text=f"request {request.ref} ({request.summary}) denied by "
+                f"{access.who(approver.member)}{then}",
                 tone=Tone.FAILURE,
             )
             await self._tell_requester(approver, request, message)
@@ -328,9 +355,9 @@ class Dispatcher:
         runner = self.registry.runners.get(request.plan_kind)
         if runner is None:
             raise Refused(
-                f"request {request_id} holds a plan this version of kajitori cannot run "
+                f"request R{request_id} holds a plan this version of kajitori cannot run "
                 f"(kind {request.plan_kind or 'none'}); nothing was changed",
-                hint=f"`deny {request_id}`, then ask again: {request.command}",
+                hint=f"`deny R{request_id}`, then ask again: {request.command}",
             )
         # The requester must still be allowed to do it (the config may have changed).
         access.check_member(request.member)
@@ -344,11 +371,11 @@ class Dispatcher:
             if not await services.store.decide_request(
                 request_id, RequestStatus.OUTDATED, approver.member, now
             ):
-                raise Refused(f"request {request_id} was decided by someone else just now")
+                raise Refused(f"request R{request_id} was decided by someone else just now")
             message = Message(
                 text="\n".join(
                     [
-                        f"request {request_id} ({request.summary}) was not run: the world "
+                        f"request {request.ref} ({request.summary}) was not run: the world "
                         "changed since it was planned, so the approved plan no longer "
                         "applies. Nothing was changed.",
                         *(f"• {line}" for line in differences),
@@ -362,7 +389,7 @@ class Dispatcher:
         if not await services.store.decide_request(
             request_id, RequestStatus.APPROVED, approver.member, now
         ):
-            raise Refused(f"request {request_id} was decided by someone else just now")
+            raise Refused(f"request R{request_id} was decided by someone else just now")
         plan = Plan(
             title=request.summary,
             changes=request.changes,
@@ -382,14 +409,23 @@ class Dispatcher:
             Outcome.STARTED,
             [
                 Message(
-                    text=f"request {request_id} ({request.summary}) {verb_done} by {who}",
+                    text=f"request {request.ref} ({request.summary}) {verb_done} by {who}",
                     tone=Tone.SUCCESS,
                 ),
                 Message(
-                    text=f"{request.summary}: job {job.id} (approved by {who})",
+                    text=f"{request.summary}: job {job.ref} (approved by {who})",
                     tone=Tone.PROGRESS,
                 ),
             ],
             job=job,
             request=request,
         )
+
+
+def _target(command: ParsedCommand | None) -> str | None:
+    """`SERVICE/ENV` for a command that names a service (or a database) and an environment."""
+    if command is None:
+        return None
+    name = command.optional_word("service") or command.optional_word("target")
+    env = command.env
+    return f"{name}/{env}" if name and env else None

@@ -61,6 +61,8 @@ class AuditRecord(BaseModel):
     outcome: str
     job_id: int | None = None
     detail: str = ""
+    # "SERVICE/ENV" when the command named a service (or database) and an environment.
+    target: str | None = None
 
 
 class JobRecord(BaseModel):
@@ -86,10 +88,25 @@ class JobRecord(BaseModel):
     deadline: datetime | None = None
     # The locks it holds, with their tokens, so that a replica taking over renews them.
     locks: list[LockRecord] = Field(default_factory=list)
+    # What it changes ("SERVICE/ENV"), even where its requester's own lock covered it.
+    targets: list[str] = Field(default_factory=list)
     # Who approved or confirmed the plan it runs, if anyone.
     approved_by: str | None = None
     # The person `member` belongs to (access.people), or the id itself.
     person: str = ""
+    # Its final message, whole (redacted); `summary` is the first line.
+    result: str = ""
+    # Who cancelled it (`cancel J4`), and how the job ended that.
+    cancelled_by: str | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"J{self.id}"
+
+    @property
+    def target_keys(self) -> list[str]:
+        """What the job changes; older records name only the locks they took."""
+        return self.targets or [lock.key for lock in self.locks]
 
 
 class LockRecord(BaseModel):
@@ -151,6 +168,14 @@ class ApprovalRequest(BaseModel):
     expires_at: datetime
     decided_by: str | None = None
     decided_at: datetime | None = None
+    # What the command would change ("SERVICE/ENV").
+    targets: list[str] = Field(default_factory=list)
+    # What a denial means, when it means more than "nothing happens".
+    on_deny: str = ""
+
+    @property
+    def ref(self) -> str:
+        return f"R{self.id}"
 
 
 class DeployRecord(BaseModel):

@@ -28,6 +28,23 @@ JobBody = Callable[[JobContext], Awaitable[Message]]
 Precheck = Callable[["Services", dict[str, Any]], Awaitable[list[str]]]
 
 
+@dataclass(frozen=True)
+class Check:
+    """One check a plan made before anything changes. Only a check that ran and passed is
+    shown with a tick; one that could not run (a missing permission, a quota AWS does not
+    list) is shown as a warning with why, so that nobody reads it as passed."""
+
+    text: str
+    ran: bool = True
+
+    @classmethod
+    def not_run(cls, text: str) -> Check:
+        return cls(text, ran=False)
+
+    def line(self) -> str:
+        return f"✓ {self.text}" if self.ran else f"⚠ not checked: {self.text}"
+
+
 @dataclass
 class Plan:
     title: str  # "deploy api to staging", also the job's title
@@ -44,5 +61,14 @@ class Plan:
     destructive: bool = False
     # The job's own deadline; a job past it is cancelled and reported as timed out.
     timeout: timedelta = timedelta(minutes=30)
-    # Extra lines for a dry run (checks passed, numbers).
-    checks: list[str] = field(default_factory=list)
+    # What was checked before anything changes (shown for dry runs).
+    checks: list[Check] = field(default_factory=list)
+    # Said to the requester when a confirmation of this plan is denied (what goes on).
+    on_deny: str = ""
+    # What it changes ("SERVICE/ENV") when that is not what it locks (a job that acts
+    # through another job, which holds the lock).
+    about: list[str] = field(default_factory=list)
+
+    @property
+    def targets(self) -> list[str]:
+        return [*self.about, *(str(key) for key in self.locks if str(key) not in self.about)]

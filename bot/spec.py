@@ -20,7 +20,7 @@ from bot.grammar import FLAGS, CountChange, Token, parse_count, parse_duration, 
 from bot.jobs.locks import DeployLocks
 from bot.jobs.manager import JobManager
 from bot.messages import Message
-from bot.model import Origin
+from bot.model import JobRecord, Origin
 from bot.plan import JobBody, Plan, Precheck
 from bot.services import Services
 
@@ -109,6 +109,9 @@ class Registry:
     runners: dict[str, JobBody] = field(default_factory=dict)
     # By a plan's kind: what differs between the world now and the plan's `from` state.
     prechecks: dict[str, Precheck] = field(default_factory=dict)
+    # By a plan's kind: what `cancel JOB` offers instead of stopping the job where it is
+    # (a deploy that changed the service: roll back, or let ECS finish).
+    cancellers: dict[str, Canceller] = field(default_factory=dict)
 
     def add(self, spec: CommandSpec) -> None:
         if any(s.name == spec.name for s in self.specs):
@@ -243,3 +246,5 @@ class Context:
 
 Answer = Message | Plan | Decision
 Handler = Callable[[Context], Awaitable[Answer]]
+# None: the job can simply stop where it is; a Plan: a choice to confirm first.
+Canceller = Callable[[Context, JobRecord], Awaitable[Plan | None]]

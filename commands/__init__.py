@@ -3,7 +3,8 @@
 Each feature declares `SPECS` (its commands); one whose commands plan changes declares, by
 plan kind, `RUNNERS` (the job body that runs a plan from its state alone), `PRECHECKS` (what
 differs between the world now and a plan's `from` state) and may declare `RESUMERS` (what
-takes its jobs over when the replica running them stopped); the registry lists them here,
+takes its jobs over when the replica running them stopped) and `CANCELLERS` (what
+`cancel JOB` offers instead of stopping the job where it is); the registry lists them here,
 in the order `help` shows them.
 """
 
@@ -23,4 +24,5 @@ def build_registry() -> Registry:
         registry.resumers.update(getattr(feature, "RESUMERS", {}))
         registry.runners.update(getattr(feature, "RUNNERS", {}))
         registry.prechecks.update(getattr(feature, "PRECHECKS", {}))
+        registry.cancellers.update(getattr(feature, "CANCELLERS", {}))
     return registry

@@ -11,6 +11,7 @@ listed live in one partition each and are read with a strongly consistent Query:
 | job             | `job`                    | id, zero-padded            | never                   |
 | lock            | `lock`                   | `SERVICE/ENV`              | lease end + 1 day       |
 | approval        | `request#ID`             | `-`                        | request expiry + 30 days|
+| pending marker  | `pending-request`        | id, zero-padded            | request expiry + 30 days|
 | deploy          | `deploy#SERVICE/ENV`     | id, zero-padded            | never                   |
 | delivery seen   | `seen#KEY`               | `-`                        | its expiry              |
 | small value     | `value#KEY`              | `-`                        | never                   |
@@ -67,6 +68,7 @@ M = TypeVar("M", bound=BaseModel)
 ClientHook = Callable[[Any], None]
 
 RUNNING_INDEX = "running"
+PENDING_REQUESTS = "pending-request"
 NO_SORT = "-"
 
 # How long records outlive their expiry before DynamoDB may delete them: an expired lock or
@@ -590,9 +592,49 @@ class DynamoStore:
             request,
             **{TTL_ATTRIBUTE: _number(_ttl(request.expires_at, REQUEST_RETENTION))},
         )
+        if request.status is RequestStatus.PENDING:
+            # A marker in one partition, so that pending requests can be listed; the
+            # request itself stays the truth (a marker left by a lost delete is ignored).
+            await self._client.put_item(
+                TableName=self._table,
+                Item={
+                    **self._key(PENDING_REQUESTS, _padded(request.id)),
+                    TTL_ATTRIBUTE: _number(_ttl(request.expires_at, REQUEST_RETENTION)),
+                },
+            )
 
     async def get_request(self, request_id: int) -> ApprovalRequest | None:
         return await self._get(ApprovalRequest, f"request#{request_id}")
+
+    async def list_pending_requests(self) -> list[ApprovalRequest]:
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": _string(PENDING_REQUESTS)},
+            "ScanIndexForward": False,
+            "ConsistentRead": True,
+        }
+        ids: list[int] = []
+        while True:
+            response = await self._client.query(**request)
+            ids.extend(int(item["sk"]["S"]) for item in response.get("Items", []))
+            last = response.get("LastEvaluatedKey")
+            if not last:
+                break
+            request["ExclusiveStartKey"] = last
+        pending: list[ApprovalRequest] = []
+        for request_id in ids:
+            found = await self.get_request(request_id)
+            if found is not None and found.status is RequestStatus.PENDING:
+                pending.append(found)
+            else:
+                await self._forget_pending(request_id)
+        return pending
+
+    async def _forget_pending(self, request_id: int) -> None:
+        await self._client.delete_item(
+            TableName=self._table, Key=self._key(PENDING_REQUESTS, _padded(request_id))
+        )
 
     async def decide_request(
         self, request_id: int, status: RequestStatus, by: str, at: datetime
@@ -619,6 +661,8 @@ class DynamoStore:
             if _conditional_failed(error):
                 return _written_by(error, writer)
             raise
+        with contextlib.suppress(ClientError):
+            await self._forget_pending(request_id)
         return True
 
     # --- deploy history -----------------------------------------------------------------

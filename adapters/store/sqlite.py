@@ -220,6 +220,10 @@ class SqliteStore:
         row = await self._one("SELECT doc FROM requests WHERE id = ?", (request_id,))
         return _load(ApprovalRequest, row[0]) if row else None
 
+    async def list_pending_requests(self) -> list[ApprovalRequest]:
+        rows = await self._all("SELECT doc FROM requests WHERE status = 'pending' ORDER BY id DESC")
+        return [_load(ApprovalRequest, r[0]) for r in rows]
+
     async def decide_request(
         self, request_id: int, status: RequestStatus, by: str, at: datetime
     ) -> bool:

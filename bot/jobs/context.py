@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Awaitable
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from bot.errors import KajitoriError
 from bot.messages import Message, Tone
-from bot.model import JobRecord
+from bot.model import JobRecord, JobStatus
 from bot.services import Services
 
 
@@ -18,8 +20,22 @@ class JobInterrupted(KajitoriError):
     `interrupted`, and the message says what was done and what was not."""
 
 
+class JobCancelled(KajitoriError):
+    """A job stopped because a member cancelled it; the message says where things stand."""
+
+
+T = TypeVar("T")
+
+
 class JobLost(Exception):
     """This replica no longer runs the job: another one has taken it over."""
+
+
+class JobControl(Protocol):
+    """What a job may know of the other jobs of its replica (a cancel acts on another job)."""
+
+    def context(self, job_id: int) -> JobContext | None: ...
+    async def wait(self, job_id: int) -> JobStatus: ...
 
 
 class JobContext:
@@ -30,17 +46,29 @@ class JobContext:
         record: JobRecord,
         services: Services,
         *,
+        jobs: JobControl | None = None,
         started: float | None = None,
         resumed_from: str | None = None,
     ) -> None:
         self.record = record
         self.services = services
+        self.jobs = jobs
         self.started = time.monotonic() if started is None else started
         # The runner this job was taken over from, when this replica resumed it.
         self.resumed_from = resumed_from
         # Set when this replica gave the job up (another one took it over, or this one is
         # stopping and hands it on): the job must stop here without recording an ending.
         self.handed_over = False
+        # Set by `cancel J4`: who cancelled, and what they chose the job should do about
+        # what it started (a deploy: "rollback"); None: stop where it is.
+        self.cancelled_by: str | None = None
+        self.cancel_action: str | None = None
+        self._stop = asyncio.Event()
+        # Set when this process stops and nobody takes the job over: it is not cancelled,
+        # it is left where it stands (what it started in AWS goes on by itself).
+        self.abandoned = False
+        # The last progress line, which says where the job stood when it stopped.
+        self.last_progress = ""
 
     @property
     def id(self) -> int:
@@ -57,7 +85,32 @@ class JobContext:
     def elapsed(self) -> timedelta:
         return timedelta(seconds=time.monotonic() - self.started)
 
+    def request_stop(self, by: str, action: str) -> None:
+        """Ask the job to stop doing `action` about what it started (see `unless_stopped`)."""
+        self.cancelled_by = by
+        self.cancel_action = action
+        self._stop.set()
+
+    async def unless_stopped(self, work: Awaitable[T]) -> T | None:
+        """`work`'s result, or None when a member asked the job to stop first."""
+        if self._stop.is_set():
+            return None
+        task = asyncio.ensure_future(work)
+        stop = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for pending in (task, stop):
+                if not pending.done():
+                    pending.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await pending
+        if task.done() and not task.cancelled():
+            return task.result()
+        return None
+
     async def progress(self, text: str, **fields: str) -> None:
+        self.last_progress = text
         message = Message(text=text, tone=Tone.PROGRESS, fields=fields)
         await asyncio.gather(*(self.services.chat.reply(t, message) for t in self.record.threads))
 

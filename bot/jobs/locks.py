@@ -27,15 +27,20 @@ class LockKey:
 
 
 def describe_holder(lock: LockRecord, now: datetime) -> str:
-    job = f" (job {lock.job_id})" if lock.job_id is not None else ""
+    job = f" (job J{lock.job_id})" if lock.job_id is not None else ""
     reason = f": {lock.reason}" if lock.reason else ""
+    if lock.job_id is not None:
+        return f"{lock.owner}{job}{reason}"
     left = format_duration(max(lock.expires_at - now, timedelta(0)))
-    return f"{lock.owner}{job}{reason}, lease ends in {left}"
+    return f"{lock.owner}{job}{reason}, until {lock.expires_at:%H:%M} UTC (in {left})"
 
 
 def _hint(holder: LockRecord) -> str:
     if holder.job_id is not None:
-        return f"wait for job {holder.job_id} to finish (`jobs` shows it), then try again"
+        return (
+            f"wait for job J{holder.job_id} to finish (`jobs` shows it), then try again; "
+            f"{holder.owner} or an approver can stop it with `cancel J{holder.job_id}`"
+        )
     return f"ask {holder.owner} to `unlock {holder.service} {holder.env}`, or wait for the lease to end"
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from bot.errors import failure_reply
 from bot.grammar import format_duration
-from bot.jobs.context import JobContext, JobInterrupted, JobLost
+from bot.jobs.context import JobCancelled, JobContext, JobInterrupted, JobLost
 from bot.jobs.locks import DeployLocks
 from bot.logs import current_job_id
 from bot.messages import Message, Tone
@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 TAKEOVER_BATCH = 100
 # How much of its recorded state an interrupted job shows in its final message.
 STATE_PREVIEW = 300
+# How much of a job's final message its record keeps (`jobs` shows it whole).
+RESULT_LIMIT = 2000
 
 
 def _since(seconds: float) -> str:
@@ -79,6 +81,10 @@ class JobManager:
     @property
     def running(self) -> list[int]:
         return [job_id for job_id, task in self._tasks.items() if not task.done()]
+
+    def context(self, job_id: int) -> JobContext | None:
+        """The running job of this replica, None when it runs elsewhere or ended."""
+        return self._contexts.get(job_id)
 
     async def start(
         self,
@@ -126,9 +132,10 @@ class JobManager:
             kind=plan.kind,
             deadline=now + plan.timeout,
             locks=[lock for lock in held if lock is not None],
+            targets=plan.targets,
         )
         await services.store.put_job(record)
-        job = JobContext(record, services)
+        job = JobContext(record, services, jobs=self)
         self._spawn(job, self._run(job, plan.run, origin=origin, threads=threads))
         return record
 
@@ -146,12 +153,24 @@ class JobManager:
         record = await self._services.store.get_job(job_id)
         return record.status if record else JobStatus.FAILED
 
-    async def cancel(self, job_id: int) -> None:
+    async def cancel(self, job_id: int, *, by: str | None = None) -> None:
+        """Stop a job of this replica where it is, as cancelled (by `by`)."""
         task = self._tasks.get(job_id)
+        job = self._contexts.get(job_id)
+        if job is not None and by is not None:
+            job.cancelled_by = by
         if task is not None and not task.done():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    async def abandon(self, job_id: int) -> None:
+        """Stop waiting for a job because this process stops: it is not cancelled, it is
+        left where it stands and ends `interrupted`, saying so."""
+        job = self._contexts.get(job_id)
+        if job is not None:
+            job.abandoned = True
+        await self.cancel(job_id)
 
     async def shutdown(self) -> None:
         """Stop every job of this replica. A replica that takes over jobs hands over those
@@ -164,7 +183,7 @@ class JobManager:
             if self._takes_over and job is not None and job.record.kind in resumers:
                 await self._hand_over(job)
             else:
-                await self.cancel(job_id)
+                await self.abandon(job_id)
 
     # -- running a job -----------------------------------------------------------------
 
@@ -186,7 +205,7 @@ class JobManager:
         try:
             if origin is not None:
                 log.info("job started: %s", record.title)
-                head = Message(text=f"{record.title}: job {record.id} started by {record.member}")
+                head = Message(text=f"{record.title}: job {record.ref} started by {record.member}")
                 if threads is None:
                     threads = [await services.chat.start_thread(origin, head)]
                 record.threads = threads
@@ -202,8 +221,12 @@ class JobManager:
         except JobInterrupted as error:
             status = JobStatus.INTERRUPTED
             final = Message(
-                text=f"{record.title}: job {record.id} interrupted: {error}", tone=Tone.FAILURE
+                text=f"{record.title}: job {record.ref} interrupted: {error}", tone=Tone.FAILURE
             )
+        except JobCancelled as error:
+            status = JobStatus.CANCELLED
+            record.cancelled_by = job.cancelled_by
+            final = Message(text=f"{record.title}: job {record.ref} {error}", tone=Tone.FAILURE)
         except TimeoutError:
             limit = (record.deadline - record.created_at) if record.deadline else job.elapsed()
             final = Message(
@@ -212,15 +235,12 @@ class JobManager:
             )
         except asyncio.CancelledError:
             if not job.handed_over:
-                status = JobStatus.CANCELLED
-                final = Message(
-                    text=f"{record.title}: job {record.id} was cancelled", tone=Tone.FAILURE
-                )
+                status, final = self._stopped(job)
         except Exception as error:
             outcome, text = failure_reply(error, services.explain_failure)
             if outcome is Outcome.ERROR:
                 log.exception("job %s failed with an internal error", record.id)
-                text = f"{record.title}: internal error, job {record.id} (details are in the logs)"
+                text = f"{record.title}: internal error, job {record.ref} (details are in the logs)"
             else:
                 log.warning("job %s failed: %s", record.id, text, exc_info=True)
                 text = f"{record.title} failed: {text}"
@@ -239,11 +259,29 @@ class JobManager:
         log.info("job %s: %s", status.value, record.summary)
         return status
 
+    def _stopped(self, job: JobContext) -> tuple[JobStatus, Message]:
+        """How a job stopped from outside ends: cancelled by a member, or left where it
+        stands because this process stops (never recorded as cancelled: it was not)."""
+        record = job.record
+        where = f"\nlast progress: {job.last_progress}" if job.last_progress else ""
+        if job.abandoned:
+            text = (
+                f"{record.title}: job {record.ref} interrupted: kajitori stopped before the "
+                "job ended; what it had started in AWS goes on by itself" + where
+            )
+            return JobStatus.INTERRUPTED, Message(text=text, tone=Tone.WARNING)
+        record.cancelled_by = job.cancelled_by
+        by = f" by {job.cancelled_by}" if job.cancelled_by else ""
+        return JobStatus.CANCELLED, Message(
+            text=f"{record.title}: job {record.ref} was cancelled{by}{where}", tone=Tone.FAILURE
+        )
+
     async def _finish(self, job: JobContext, status: JobStatus, final: Message) -> None:
         services = self._services
         record = job.record
         now = services.clock.now()
         record.status = status
+        record.result = services.redactor.text(final.plain())[:RESULT_LIMIT]
         record.summary = services.redactor.text(final.text.splitlines()[0])[:300]
         record.ended_at = now
         record.updated_at = now
@@ -321,7 +359,7 @@ class JobManager:
             return
         await job.post(
             Message(
-                text=f"replica {self._runner} is stopping: job {job.id} goes on with the next "
+                text=f"replica {self._runner} is stopping: job {job.record.ref} goes on with the next "
                 "replica that takes it over",
                 tone=Tone.WARNING,
             )
@@ -360,6 +398,7 @@ class JobManager:
             job = JobContext(
                 claimed,
                 services,
+                jobs=self,
                 # Timings go on from the job's start, not from the takeover.
                 started=time.monotonic() - (now - claimed.created_at).total_seconds(),
                 resumed_from=record.runner,
@@ -384,7 +423,7 @@ class JobManager:
         )
         if not record.threads:
             # It stopped before it had a thread: start one where the command came from.
-            head = Message(text=f"{record.title}: job {record.id} started by {record.member}")
+            head = Message(text=f"{record.title}: job {record.ref} started by {record.member}")
             record.threads = [await services.chat.start_thread(record.origin, head)]
         lost: list[str] = []
         for lock in list(record.locks):
@@ -400,7 +439,7 @@ class JobManager:
         what = "resuming it" if resume else "it cannot be resumed safely"
         await job.post(
             Message(
-                text=f"job {record.id} taken over by replica {self._runner} after its runner "
+                text=f"job {record.ref} taken over by replica {self._runner} after its runner "
                 f"{before.runner} stopped ({_since(stopped)} past its lease); {what}{note}",
                 tone=Tone.WARNING,
             )

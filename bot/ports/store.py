@@ -63,6 +63,10 @@ class Store(Protocol):
     # approvals and confirmations
     async def put_request(self, request: ApprovalRequest) -> None: ...
     async def get_request(self, request_id: int) -> ApprovalRequest | None: ...
+    async def list_pending_requests(self) -> list[ApprovalRequest]:
+        """The requests still pending (newest first), expired or not: the caller compares
+        `expires_at` with its clock."""
+
     async def decide_request(
         self, request_id: int, status: RequestStatus, by: str, at: datetime
     ) -> bool:

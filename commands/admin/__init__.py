@@ -1,7 +1,7 @@
-"""The bot about itself: help, approve/deny, lock/unlock, history and jobs."""
+"""The bot about itself: help, approve/deny, cancel, lock/unlock, history and jobs."""
 
-from commands.admin import approval, help, locking, records
+from commands.admin import approval, cancel, help, locking, records
 
-SPECS = [*help.SPECS, *approval.SPECS, *locking.SPECS, *records.SPECS]
+SPECS = [*help.SPECS, *approval.SPECS, *cancel.SPECS, *locking.SPECS, *records.SPECS]
 
 __all__ = ["SPECS"]

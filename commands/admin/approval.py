@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-from bot.errors import UsageError
+from bot.ids import REQUEST, parse_ref
 from bot.spec import Arg, CommandSpec, Context, Decision
 
 
 def _request_id(ctx: Context) -> int:
-    raw = ctx.command.word("request_id").lstrip("#")
-    if not raw.isdigit():
-        raise UsageError(
-            f"bad request id {raw!r}: use the number from the request message",
-            usage=ctx.command.spec.usage,
-        )
-    return int(raw)
+    return parse_ref(ctx.command.word("request_id"), REQUEST, usage=ctx.command.spec.usage)
 
 
 async def approve(ctx: Context) -> Decision:
@@ -33,7 +27,11 @@ SPECS = [
         permission="approve",
         args=(Arg("request_id"),),
         open_to_all=True,
-        details="Approvals need a second member with an approver role; nobody approves their own.",
+        examples=("approve R3",),
+        details=(
+            "Approvals need a second member with an approver role; nobody approves their "
+            "own. Request ids start with R (`R3`); `approve 3` works too."
+        ),
     ),
     CommandSpec(
         name="deny",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.errors import Refused
 from bot.grammar import format_duration
-from bot.jobs.locks import LockKey
+from bot.jobs.locks import LockKey, describe_holder
 from bot.messages import Message, Tone
 from bot.model import JobStatus
 from bot.spec import Arg, ArgKind, CommandSpec, Context
@@ -43,11 +43,15 @@ async def unlock(ctx: Context) -> Message:
     key = LockKey(name, env)
     holder = await ctx.locks.holder(key)
     if holder is None:
-        return Message(text=f"{key} is not locked")
+        return Message(text=await _not_locked(ctx, str(key)))
     if holder.owner != ctx.member and not services.access.is_approver(ctx.member):
         raise Refused(
-            f"{key} is locked by {holder.owner}; only they or an approver can unlock it",
-            hint=f"ask {holder.owner}, or wait until the lease ends at {holder.expires_at:%H:%M} UTC",
+            f"{key} is locked by {describe_holder(holder, services.clock.now())}; only "
+            f"{holder.owner} or an approver can unlock it",
+            hint=f"ask {holder.owner}, or wait until the lease ends at "
+            f"{holder.expires_at:%H:%M} UTC"
+            if holder.job_id is None
+            else f"ask {holder.owner} or an approver to `cancel J{holder.job_id}`",
         )
     # The job may run on another replica: its record says whether it still runs (a lease
     # its replica renews); the lock of a job whose replica is gone may be broken.
@@ -58,11 +62,27 @@ async def unlock(ctx: Context) -> Message:
         and (job.lease_expires is None or job.lease_expires > services.clock.now())
     ):
         raise Refused(
-            f"{key} is held by running job {holder.job_id}; it is released when the job ends"
+            f"{key} is held by running job {job.ref} ({job.title}, started by {job.member}); "
+            "a job's lock is released when the job ends",
+            hint=f"to stop the job: `cancel {job.ref}` ({job.member} or an approver); "
+            "`jobs` shows where it stands",
         )
     await ctx.locks.release(holder)
     broke = f" (held by {holder.owner})" if holder.owner != ctx.member else ""
     return Message(text=f"🔓 {key} unlocked by {ctx.member}{broke}", tone=Tone.SUCCESS)
+
+
+async def _not_locked(ctx: Context, key: str) -> str:
+    """ "not locked", and what held it last when that was a job that just ended, so that
+    the answer agrees with the refusal someone saw a moment ago."""
+    recent = await ctx.services.store.list_jobs(limit=20)
+    last = next((j for j in recent if key in [lock.key for lock in j.locks]), None)
+    if last is None or last.status.value == "running" or last.ended_at is None:
+        return f"{key} is not locked"
+    return (
+        f"{key} is not locked: job {last.ref} ({last.title}) held it and released it when "
+        f"it ended {last.status.value} at {last.ended_at:%H:%M:%S} UTC"
+    )
 
 
 SPECS = [

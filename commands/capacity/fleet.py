@@ -23,7 +23,14 @@ from bot.ports.capacity import (
     TargetHealth,
 )
 from bot.services import Services
-from commands.capacity.sizing import newest_first, spread, wait_until
+from commands.capacity.sizing import (
+    counted,
+    newest_first,
+    some_ids,
+    spread,
+    state_counts,
+    wait_until,
+)
 
 if TYPE_CHECKING:
     from bot.jobs.context import JobContext
@@ -139,18 +146,19 @@ class Fleet:
             raise OperationFailed("; ".join(errors) or "RunInstances launched nothing")
         where = self.describe_placement(placement)
         await self.progress(
-            f"launched {', '.join(launched)} from {template.name} v{template.version}"
+            f"launched {some_ids(launched)} from {template.name} v{template.version}"
             + (f" ({where})" if where else "")
         )
         await self.wait_running(launched)
         await self.progress(
-            f"running: {', '.join(launched)}; registering with {self.target.target_group}"
+            f"{counted(len(launched), 'instance')} running; registering with "
+            f"{self.target.target_group}"
         )
         await self.ports.target_groups.register(self.region, await self.target_group(), launched)
         await self.wait_healthy(launched)
         if errors:
             raise OperationFailed(
-                f"launched {len(launched)} of {count} ({', '.join(launched)}, now healthy); "
+                f"launched {len(launched)} of {count} ({some_ids(launched)}, now healthy); "
                 + "; ".join(errors)
             )
         return launched
@@ -162,9 +170,17 @@ class Fleet:
         # EC2 forgets terminated instances after a while: when waiting for the end, a
         # missing one has ended; otherwise it is gone too early.
         missing_is_done = "terminated" in states
+        last_line = ""
 
         async def check() -> bool | None:
+            nonlocal last_line
             found = {i.id: i for i in await self.ports.ec2.instances(self.region, ids)}
+            if len(ids) > 1:
+                # Where the wait stands, as counts: a line only when they change.
+                line = state_counts([found[i].state if i in found else "gone" for i in ids])
+                if line != last_line and last_line:
+                    await self.progress(line)
+                last_line = line
             if missing_is_done:
                 return (
                     True if all(i not in found or found[i].state in states for i in ids) else None
@@ -178,7 +194,7 @@ class Fleet:
             return True if all(found[i].state in states for i in ids) else None
 
         await wait_until(
-            check, what=f"{', '.join(ids)} {what}", timeout=timeout, poll=self.ports.polling
+            check, what=f"{some_ids(ids)} {what}", timeout=timeout, poll=self.ports.polling
         )
 
     async def wait_running(self, ids: Sequence[str]) -> None:
@@ -204,17 +220,17 @@ class Fleet:
 
         await wait_until(
             check,
-            what=f"{', '.join(ids)} to be healthy in {self.target.target_group}",
+            what=f"{some_ids(ids)} to be healthy in {self.target.target_group}",
             timeout=self.timeouts.healthy,
             poll=self.ports.polling,
         )
-        await self.progress(f"healthy in {self.target.target_group}: {', '.join(ids)}")
+        await self.progress(f"healthy in {self.target.target_group}: {some_ids(ids)}")
 
     # scale in
 
     async def drain(self, ids: Sequence[str]) -> None:
         await self.ports.target_groups.deregister(self.region, await self.target_group(), ids)
-        await self.progress(f"deregistered {', '.join(ids)}; waiting for connections to drain")
+        await self.progress(f"deregistered {some_ids(ids)}; waiting for connections to drain")
 
         async def check() -> bool | None:
             health = await self.health()
@@ -223,7 +239,7 @@ class Fleet:
 
         await wait_until(
             check,
-            what=f"{', '.join(ids)} to drain from {self.target.target_group}",
+            what=f"{some_ids(ids)} to drain from {self.target.target_group}",
             timeout=self.timeouts.draining,
             poll=self.ports.polling,
         )
@@ -231,7 +247,7 @@ class Fleet:
     async def remove(self, instances: Sequence[Instance]) -> list[str]:
         ids = [i.id for i in instances]
         await self.drain(ids)
-        await self.progress(f"drained; terminating {', '.join(ids)}")
+        await self.progress(f"drained; terminating {some_ids(ids)}")
         if self.job is not None:
             await self.job.save_state(terminating=ids)
         await self.ports.ec2.terminate(self.region, ids)

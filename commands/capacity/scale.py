@@ -20,7 +20,7 @@ from bot.grammar import CountChange
 from bot.jobs.context import JobContext
 from bot.jobs.locks import LockKey
 from bot.messages import Message
-from bot.plan import JobBody, Plan, Precheck
+from bot.plan import Check, JobBody, Plan, Precheck
 from bot.polling import Polling
 from bot.ports.capacity import (
     EC2_STANDARD_VCPUS,
@@ -36,7 +36,9 @@ from commands.capacity.fleet import Fleet, to_remove
 from commands.capacity.sizing import (
     Headroom,
     check_headroom,
+    counted,
     number,
+    some_ids,
     wait_until,
 )
 
@@ -57,7 +59,7 @@ def _title(name: str, env: str, current: int, target: int) -> str:
     return f"{verb} {name} in {env} from {current} to {target}"
 
 
-async def _ec2_vcpus(ports: Services, region: str, vcpus: float, what: str) -> list[str]:
+async def _ec2_vcpus(ports: Services, region: str, vcpus: float, what: str) -> list[Check]:
     """The headroom check for `vcpus` more On-Demand Standard vCPUs; Refused when short."""
     if vcpus <= 0:
         return []
@@ -71,8 +73,8 @@ async def _ec2_vcpus(ports: Services, region: str, vcpus: float, what: str) -> l
     quota, used = await asyncio.gather(read_quota(), ports.quotas.standard_vcpus_in_use(region))
     if isinstance(quota, str):
         # Without the quota (a missing permission) the change may still be needed urgently.
-        return [f"vCPU quota not checked: {quota}"]
-    return [check_headroom(vcpus, Headroom(quota, used), "vCPUs", region) + f" for {what}"]
+        return [Check.not_run(f"the On-Demand Standard vCPU quota in {region}: {quota}")]
+    return [Check(check_headroom(vcpus, Headroom(quota, used), "vCPUs", region) + f" for {what}")]
 
 
 async def _instance_vcpus(ports: Services, region: str, instance_type: str) -> int:
@@ -90,7 +92,7 @@ def _plan(
     state: dict[str, Any],
     title: str,
     changes: list[str],
-    checks: list[str],
+    checks: list[Check],
     destructive: bool,
     timeout: timedelta,
 ) -> Plan:
@@ -140,14 +142,15 @@ async def _wait_reporting(
     await wait_until(settled, what=what, timeout=timeout, poll=poll)
 
 
-async def _fargate_vcpus(ports: Services, region: str, vcpus: float, what: str) -> list[str]:
+async def _fargate_vcpus(ports: Services, region: str, vcpus: float, what: str) -> list[Check]:
     """The headroom check for `vcpus` more Fargate vCPUs; Refused when short."""
     try:
         quota = await ports.quotas.quota(region, "fargate", FARGATE_VCPUS)
     except Refused as error:
-        return [f"Fargate vCPU quota not checked: {error.message}"]
+        return [Check.not_run(f"the Fargate vCPU quota in {region}: {error.message}")]
     used = await ports.quotas.fargate_vcpus_in_use(region)
-    return [check_headroom(vcpus, Headroom(quota, used), "Fargate vCPUs", region) + f" for {what}"]
+    headroom = check_headroom(vcpus, Headroom(quota, used), "Fargate vCPUs", region)
+    return [Check(f"{headroom} for {what}")]
 
 
 async def _scale_ecs(
@@ -160,8 +163,8 @@ async def _scale_ecs(
     current = state.desired
     count = _target_count(name, env_name, current, ctx.command.count("count"), "tasks")
     if count == current:
-        return Message(text=f"{name} in {env_name} already wants {current} tasks")
-    checks: list[str] = []
+        return Message(text=f"{name} in {env_name} already wants {counted(current, 'task')}")
+    checks: list[Check] = []
     if count > current and state.launch_type == "FARGATE" and state.task_vcpus:
         added = count - current
         checks = await _fargate_vcpus(
@@ -206,10 +209,10 @@ async def run_scale_ecs(job: JobContext) -> Message:
         timeout=service.timeout.total_seconds(),
         poll=ports.polling,
     )
-    return Message(text=f"{name} in {env_name} runs {count} tasks (was {current})")
+    return Message(text=f"{name} in {env_name} runs {counted(count, 'task')} (was {current})")
 
 
-async def _still_fits(check: Awaitable[list[str]]) -> list[str]:
+async def _still_fits(check: Awaitable[list[Check]]) -> list[str]:
     """A quota check run again before a stored plan runs: its refusal, as a difference."""
     try:
         await check
@@ -248,7 +251,7 @@ async def _scale_asg(
     current = group.desired
     count = _target_count(name, env_name, current, ctx.command.count("count"), "instances")
     if count == current:
-        return Message(text=f"{name} in {env_name} already wants {current} instances")
+        return Message(text=f"{name} in {env_name} already wants {counted(current, 'instance')}")
     numbers = f"min {group.min_size}, max {group.max_size}, desired {group.desired}"
     if count < group.min_size:
         raise Refused(
@@ -268,13 +271,18 @@ async def _scale_asg(
             )
         raise_max = count
         changes.append(f"max size {group.max_size} → {count} (asg.raise_max)")
-    checks: list[str] = []
+    checks: list[Check] = []
     if count > current:
         instance_type = group.instance_type
         if instance_type is None:
-            checks = [f"{group.name} names no instance type: vCPU quota not checked"]
+            checks = [Check.not_run(f"the vCPU quota: {group.name} names no instance type")]
         elif not is_standard_on_demand(instance_type):
-            checks = [f"{instance_type} is outside the {EC2_STANDARD_VCPUS} bucket: not checked"]
+            checks = [
+                Check.not_run(
+                    f"the vCPU quota: {instance_type} is outside the On-Demand Standard "
+                    f"bucket ({EC2_STANDARD_VCPUS}) this check reads"
+                )
+            ]
         else:
             per_instance = await _instance_vcpus(ports, region, instance_type)
             checks = await _ec2_vcpus(
@@ -317,7 +325,7 @@ async def run_scale_asg(job: JobContext) -> Message:
     async def read() -> tuple[str, bool]:
         now = await ports.autoscaling.group(region, group)
         done = now.in_service == count and len(now.instances) == count
-        line = f"in service {now.in_service} of {count} ({len(now.instances)} instances)"
+        line = f"in service {now.in_service} of {count} ({counted(len(now.instances), 'instance')})"
         return line, done
 
     await _wait_reporting(
@@ -329,7 +337,8 @@ async def run_scale_asg(job: JobContext) -> Message:
     )
     raised = f", max {raise_max}" if raise_max is not None else ""
     return Message(
-        text=f"{name} in {env_name} has {count} instances in service (was {current}{raised})"
+        text=f"{name} in {env_name} has {counted(count, 'instance')} in service "
+        f"(was {current}{raised})"
     )
 
 
@@ -369,7 +378,7 @@ async def _scale_fleet(
     current = len(members)
     count = _target_count(name, env_name, current, ctx.command.count("count"), "instances")
     if count == current:
-        return Message(text=f"{name} in {env_name} already has {current} instances")
+        return Message(text=f"{name} in {env_name} already has {counted(current, 'instance')}")
     if count > service.fleet.max_instances:
         raise Refused(
             f"{name} in {env_name} may have at most {service.fleet.max_instances} instances "
@@ -397,7 +406,12 @@ async def _scale_fleet(
             ports, region, adding * per_instance, f"{adding} × {instance_type}"
         )
     else:
-        checks = [f"{instance_type} is outside the {EC2_STANDARD_VCPUS} bucket: not checked"]
+        checks = [
+            Check.not_run(
+                f"the vCPU quota: {instance_type} is outside the On-Demand Standard "
+                f"bucket ({EC2_STANDARD_VCPUS}) this check reads"
+            )
+        ]
 
     return _plan(
         name,
@@ -433,11 +447,11 @@ async def run_scale_fleet_out(job: JobContext) -> Message:
     now = await fleet.members()
     missing = int(job.state["to"]) - len(now)
     if missing <= 0:
-        return Message(text=f"{name} in {env_name} already has {len(now)} instances")
+        return Message(text=f"{name} in {env_name} already has {counted(len(now), 'instance')}")
     launched = await fleet.launch(missing, now)
     return Message(
         text=f"{name} in {env_name} scaled out from {len(now)} to {len(now) + len(launched)}: "
-        f"{', '.join(launched)} healthy in {fleet.target.target_group}"
+        f"{some_ids(launched)} healthy in {fleet.target.target_group}"
     )
 
 
@@ -530,9 +544,7 @@ async def run_scale_fleet_in(job: JobContext) -> Message:
         return Message(text=f"the instances to remove from {name} in {env_name} are gone")
     removed = await fleet.remove(now)
     left = len(await fleet.members())
-    return Message(
-        text=f"{name} in {env_name} scaled in to {left}: terminated {', '.join(removed)}"
-    )
+    return Message(text=f"{name} in {env_name} scaled in to {left}: terminated {some_ids(removed)}")
 
 
 async def precheck_fleet(ports: Services, state: dict[str, Any]) -> list[str]:
@@ -610,7 +622,7 @@ async def _resize_fleet(
         for m in resize
         if m.state == "running" and m.instance_type in types
     )
-    checks = [f"{size} exists ({wanted.vcpus} vCPUs, {'/'.join(wanted.architectures)})"]
+    checks = [Check(f"{size} exists ({wanted.vcpus} vCPUs, {'/'.join(wanted.architectures)})")]
     if delta > 0 and is_standard_on_demand(size):
         checks += await _ec2_vcpus(ports, region, delta, f"{len(resize)} × {size}")
     template = await fleet.template()
@@ -708,20 +720,37 @@ async def _resize_database(
     cluster = await ports.rds.cluster(region, database.cluster)
     available = await ports.rds.class_available(region, cluster.engine, size)
     if available is False:
+        current = sorted({m.instance_class for m in cluster.members})
         raise Refused(
-            f"{size} is not offered for {cluster.engine} in {region}: nothing was changed"
+            f"{size} is not an orderable DB instance class for {cluster.engine} in {region} "
+            "(DescribeOrderableDBInstanceOptions): nothing was changed",
+            hint=f"its instances are {', '.join(current) or 'none'}; pick a class AWS offers "
+            f"for {cluster.engine}, such as db.r6g.large or db.r6g.xlarge",
         )
     checks = (
-        [f"{size} is offered for {cluster.engine}"]
+        [Check(f"{size} is orderable for {cluster.engine} in {region}")]
         if available
-        else [f"{size}: AWS lists no options for {cluster.engine} in {region}, not confirmed"]
+        else [
+            Check.not_run(
+                f"whether {size} is offered: DescribeOrderableDBInstanceOptions lists nothing "
+                f"for {cluster.engine} in {region}"
+            )
+        ]
     )
+    apply_now = NOW_FLAG in ctx.command.flags
     # Readers first: the writer changes last, so reads keep being served meanwhile.
     members = sorted(cluster.members, key=lambda m: (bool(m.writer), m.id))
-    resize = [m for m in members if size not in (m.instance_class, m.pending_class)]
+    resize = [m for m in members if m.instance_class != size]
+    if not apply_now:
+        # A change already waiting for the window needs nothing more; --now applies it now.
+        resize = [m for m in resize if m.pending_class != size]
     if not resize:
-        return Message(text=f"{name} ({cluster.id}) in {env_name} already is or will be {size}")
-    apply_now = NOW_FLAG in ctx.command.flags
+        if members and all(m.instance_class == size for m in members):
+            return Message(text=f"{name} ({cluster.id}) in {env_name} already is {size}")
+        return Message(
+            text=f"{name} ({cluster.id}) in {env_name} will be {size} in its maintenance "
+            f"window (pending); add {NOW_FLAG} to apply it now"
+        )
     windows = sorted({m.maintenance_window for m in resize if m.maintenance_window})
     when = (
         "now, one instance at a time (readers first; the writer restarts last)"
@@ -730,7 +759,11 @@ async def _resize_database(
         f"add {NOW_FLAG} to apply now"
     )
     changes = [
-        *(f"{m.id} ({_role(m)}): {m.instance_class} → {size}" for m in resize),
+        *(
+            f"{m.id} ({_role(m)}): {m.instance_class} → {size}"
+            + (" (pending until now)" if m.pending_class == size else "")
+            for m in resize
+        ),
         f"applied {when}",
     ]
 

@@ -19,6 +19,27 @@ from bot.ports.capacity import (
 )
 
 
+def counted(count: int, noun: str) -> str:
+    """`1 instance`, `13 instances`."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def some_ids(ids: Sequence[str], shown: int = 3) -> str:
+    """A few ids by name, a long list as its count: `i-1, i-2` or `13 instances (i-1 … i-9)`."""
+    if len(ids) <= shown:
+        return ", ".join(ids)
+    return f"{counted(len(ids), 'instance')} ({ids[0]} … {ids[-1]})"
+
+
+def state_counts(states: Sequence[str], noun: str = "instance") -> str:
+    """`13 instances: 11 running, 2 pending`."""
+    order: dict[str, int] = {}
+    for state in states:
+        order[state] = order.get(state, 0) + 1
+    parts = ", ".join(f"{n} {state}" for state, n in order.items())
+    return f"{counted(len(states), noun)}: {parts}" if parts else counted(0, noun)
+
+
 def number(value: float) -> str:
     """64.0 -> `64`, 0.25 -> `0.25`."""
     return str(int(value)) if float(value).is_integer() else f"{value:g}"

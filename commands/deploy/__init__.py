@@ -1,5 +1,12 @@
-"""Deploy and roll back ECS services: the commands, the rollout workflow and its watcher."""
+"""Deploy and roll back ECS services: the commands, the rollout workflow and its watcher,
+and what `cancel` does with a deploy that already changed the service."""
 
-from commands.deploy.workflow import PRECHECKS, RESUMERS, RUNNERS, SPECS
+from commands.deploy import cancel, workflow
 
-__all__ = ["PRECHECKS", "RESUMERS", "RUNNERS", "SPECS"]
+SPECS = workflow.SPECS
+RUNNERS = {**workflow.RUNNERS, **cancel.RUNNERS}
+PRECHECKS = {**workflow.PRECHECKS, **cancel.PRECHECKS}
+RESUMERS = workflow.RESUMERS
+CANCELLERS = cancel.CANCELLERS
+
+__all__ = ["CANCELLERS", "PRECHECKS", "RESUMERS", "RUNNERS", "SPECS"]

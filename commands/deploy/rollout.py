@@ -52,9 +52,9 @@ def _find(state: EcsServiceState, deployment_id: str) -> EcsDeployment | None:
     return next((d for d in state.deployments if d.id == deployment_id), None)
 
 
-def describe_deployment(deployment: EcsDeployment) -> str:
-    """`api-staging:3 IN_PROGRESS: 1/2 running, 1 pending`."""
-    state = deployment.rollout_state or deployment.status
+def describe_deployment(deployment: EcsDeployment, label: str | None = None) -> str:
+    """`api-staging:3 IN_PROGRESS: 1/2 running, 1 pending`; `label` replaces the state."""
+    state = label or deployment.rollout_state or deployment.status
     text = (
         f"{task_definition_name(deployment.task_definition)} {state}: "
         f"{deployment.running}/{deployment.desired} running"
@@ -66,14 +66,26 @@ def describe_deployment(deployment: EcsDeployment) -> str:
     return text
 
 
-def describe_rollout(state: EcsServiceState, deployment_id: str, elapsed: timedelta) -> str:
-    """One progress line: the watched deployment first, then what it replaces, then time."""
+def describe_rollout(
+    state: EcsServiceState, deployment_id: str, elapsed: timedelta, *, restoring: bool = False
+) -> str:
+    """One progress line: the watched deployment first, then what it replaces, then time.
+
+    While ECS rolls back (`restoring`), the watched deployment brings back the revision that
+    ran before: it is "restoring", and the tasks of that revision still running from before
+    the deploy are counted with it rather than shown as an old deployment."""
     ours = _find(state, deployment_id) or state.primary
-    parts = [describe_deployment(ours)] if ours is not None else []
+    parts = []
+    if ours is not None:
+        parts.append(describe_deployment(ours, "restoring" if restoring else None))
     for other in state.deployments:
         if ours is not None and other.id == ours.id:
             continue
         name = task_definition_name(other.task_definition)
+        if restoring and ours is not None and other.task_definition == ours.task_definition:
+            if other.running or other.pending:
+                parts.append(f"{name} from before: {other.running} still running")
+            continue
         if other.status == "PRIMARY":
             parts.append(describe_deployment(other))
         elif other.rollout_state == "FAILED":
@@ -139,7 +151,9 @@ class RolloutWatcher:
         if self.last is None:
             return "no state seen yet"
         watched = self.rollback.id if self.rollback is not None else self._deployment_id
-        return describe_rollout(self.last, watched, self.elapsed())
+        return describe_rollout(
+            self.last, watched, self.elapsed(), restoring=self.rollback is not None
+        )
 
     async def watch(self) -> RolloutResult:
         timing = self._timing
@@ -158,12 +172,15 @@ class RolloutWatcher:
                 for d in state.deployments
             )
             now = time.monotonic()
+            restoring = self.rollback is not None
             if key != last_key:
-                await self._report(describe_rollout(state, watched, self.elapsed()))
+                await self._report(
+                    describe_rollout(state, watched, self.elapsed(), restoring=restoring)
+                )
                 last_key, last_report, poll = key, now, timing.first
             else:
                 if now - last_report >= timing.report_every:
-                    line = describe_rollout(state, watched, self.elapsed())
+                    line = describe_rollout(state, watched, self.elapsed(), restoring=restoring)
                     await self._report(f"still rolling out: {line}")
                     last_report = now
                 poll = min(poll * timing.factor, timing.longest)

@@ -20,11 +20,11 @@ from typing import Any
 from bot.config import EcsTarget
 from bot.errors import KajitoriError, OperationFailed, Refused
 from bot.grammar import format_duration
-from bot.jobs.context import JobContext, JobInterrupted
+from bot.jobs.context import JobCancelled, JobContext, JobInterrupted
 from bot.jobs.locks import LockKey
 from bot.messages import Message, Tone
 from bot.model import DeployRecord
-from bot.plan import Plan
+from bot.plan import Check, Plan
 from bot.polling import Polling
 from bot.ports.ecs import (
     EcrImage,
@@ -162,9 +162,9 @@ async def deploy(ctx: Context) -> Plan:
         *_in_progress_warning(state),
     ]
     checks = [
-        _image_check(image),
-        _service_check(service, state),
-        f"rollout timeout {format_duration(service.timeout)}",
+        Check(_image_check(image)),
+        Check(_service_check(service, state)),
+        Check(f"rollout timeout {format_duration(service.timeout)}"),
     ]
     return Plan(
         title=f"deploy {service.name} {version} to {service.env}",
@@ -196,7 +196,18 @@ class Known:
 
     version: str
     task_definition: str
-    source: str  # "deploy 12" or "running before deploy 12"
+    source: str  # "as deployed by job J12", "as it ran before deploy job J12"
+
+
+def _made_by(record: DeployRecord) -> str:
+    """`deploy job J12`: the job id people see in `jobs`, `history` and the job's thread."""
+    return f"{record.kind} job J{record.job_id}" if record.job_id else f"{record.kind} {record.id}"
+
+
+def _recorded_by(record: DeployRecord) -> str:
+    verb = "deployed" if record.kind == "deploy" else "restored"
+    job = f"job J{record.job_id}" if record.job_id else f"{record.kind} {record.id}"
+    return f"as {verb} by {job}"
 
 
 def successful_versions(records: list[DeployRecord]) -> list[Known]:
@@ -214,12 +225,12 @@ def successful_versions(records: list[DeployRecord]) -> list[Known]:
                 Known(
                     record.previous_version,
                     record.previous_task_definition,
-                    f"running before deploy {record.id}",
+                    f"as it ran before {_made_by(record)}",
                 )
             )
         if record.outcome != "succeeded" or not record.task_definition:
             continue
-        known = Known(record.version, record.task_definition, f"{record.kind} {record.id}")
+        known = Known(record.version, record.task_definition, _recorded_by(record))
         restored = [i for i, k in enumerate(stack) if k.task_definition == record.task_definition]
         if record.kind == "rollback" and restored:
             del stack[restored[-1] + 1 :]
@@ -242,12 +253,26 @@ def named_version(records: list[DeployRecord], version: str) -> Known | None:
     """The newest task definition revision recorded as running `version` successfully."""
     for record in sorted(records, key=lambda r: r.id, reverse=True):
         if record.version == version and record.outcome == "succeeded" and record.task_definition:
-            return Known(version, record.task_definition, f"{record.kind} {record.id}")
+            return Known(version, record.task_definition, _recorded_by(record))
         if record.previous_version == version and record.previous_task_definition:
             return Known(
-                version, record.previous_task_definition, f"running before deploy {record.id}"
+                version, record.previous_task_definition, f"as it ran before {_made_by(record)}"
             )
     return None
+
+
+def recorded_versions(records: list[DeployRecord]) -> list[str]:
+    """Every version recorded as having run successfully (a rollback target), oldest first.
+
+    Not the rollback stack of `successful_versions`: a version a later rollback went back
+    past still ran successfully and can be named."""
+    seen: dict[str, None] = {}
+    for record in sorted(records, key=lambda r: r.id):
+        if record.previous_version and record.previous_task_definition:
+            seen.setdefault(record.previous_version, None)
+        if record.outcome == "succeeded" and record.task_definition:
+            seen.setdefault(record.version, None)
+    return list(seen)
 
 
 async def rollback(ctx: Context) -> Plan:
@@ -270,7 +295,7 @@ async def rollback(ctx: Context) -> Plan:
     else:
         known = named_version(records, wanted)
         if known is None:
-            recorded = sorted({k.version for k in successful_versions(records)})
+            recorded = recorded_versions(records)
             listed = f"recorded: {', '.join(recorded)}; " if recorded else ""
             raise Refused(
                 f"no successful deploy of {wanted} to {service.env} is recorded for "
@@ -297,17 +322,17 @@ async def rollback(ctx: Context) -> Plan:
         f"{_short_image(image_with_tag(state.image, state.image_tag))} → "
         f"{_short_image(image_with_tag(definition.image, known.version))} "
         f"({_short_digest(image.digest)})",
-        f"task definition: {state.revision} → {definition.revision} (recorded by "
+        f"task definition: {state.revision} → {definition.revision} (recorded "
         f"{known.source}; reused, nothing new is registered)",
         f"ECS service {service.where}: rolling update of {state.desired} tasks, "
         "circuit breaker with rollback on",
         *_in_progress_warning(state),
     ]
     checks = [
-        _image_check(image),
-        _service_check(service, state),
-        f"task definition {definition.revision} is ACTIVE",
-        f"rollout timeout {format_duration(service.timeout)}",
+        Check(_image_check(image)),
+        Check(_service_check(service, state)),
+        Check(f"task definition {definition.revision} is ACTIVE"),
+        Check(f"rollout timeout {format_duration(service.timeout)}"),
     ]
     return Plan(
         title=f"roll back {service.name} in {service.env} to {known.version}",
@@ -396,7 +421,7 @@ class RolloutJob:
             left = service.timeout.total_seconds() - (time.monotonic() - job.started)
             try:
                 async with asyncio.timeout(max(left, 0)):
-                    result = await watcher.watch()
+                    watched = await job.unless_stopped(watcher.watch())
             except TimeoutError:
                 raise OperationFailed(
                     f"timed out after {format_duration(service.timeout)} waiting for the "
@@ -404,18 +429,38 @@ class RolloutJob:
                     hint=f"ECS carries on by itself; follow it with "
                     f"`status {service.name} {service.env}`",
                 ) from None
-            message = await self._ending(job, record, result)
+            if watched is None:
+                # `cancel J4`, confirmed: go back to what ran before, and say how that went.
+                raise await self._roll_back_cancelled(job, record, watcher)
+            message = await self._ending(job, record, watched)
             record.outcome = "succeeded"
             record.detail = _join(record.detail, f"took {format_duration(job.elapsed())}")
             return message
         except asyncio.CancelledError:
+            where = f": {watcher.status_line()}" if watcher is not None else ""
+            who = (
+                "kajitori stopped"
+                if job.abandoned
+                else f"cancelled by {job.cancelled_by}"
+                if job.cancelled_by
+                else "cancelled"
+            )
             if job.elapsed() >= service.timeout:
                 record.outcome = "failed"
                 record.detail = _join(record.detail, "timed out")
+            elif job.state.get("updating"):
+                # The service was changed: ECS goes on with the rollout whatever happens here.
+                record.outcome = "unwatched"
+                record.detail = _join(
+                    record.detail, f"{who} while ECS rolled it out; ECS carries on{where}"
+                )
             else:
-                record.outcome = "cancelled"
-                where = f": {watcher.status_line()}" if watcher is not None else ""
-                record.detail = _join(record.detail, f"cancelled{where}")
+                record.outcome = "interrupted" if job.abandoned else "cancelled"
+                record.detail = _join(record.detail, f"{who} before the service changed")
+            raise
+        except JobCancelled as error:
+            record.outcome = "cancelled"
+            record.detail = _join(record.detail, error.message.splitlines()[0])
             raise
         except JobInterrupted as error:
             record.outcome = "interrupted"
@@ -438,6 +483,57 @@ class RolloutJob:
                 # The record must reach the store even while this job is being cancelled.
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.shield(store.put_deploy(record))
+
+    async def _roll_back_cancelled(
+        self, job: JobContext, record: DeployRecord, watcher: RolloutWatcher
+    ) -> KajitoriError:
+        """Point the service back at the revision that ran before this job and watch that
+        rollout; the error to end the job with (JobCancelled when the rollback completed)."""
+        services = job.services
+        service = self.service
+        by = job.cancelled_by or "someone"
+        previous = record.previous_task_definition
+        if not previous:
+            return OperationFailed(
+                f"cancelled by {by}, but no previous revision is recorded to roll back to; "
+                f"ECS carries on: {watcher.status_line()}"
+            )
+        back = f"{task_definition_name(previous)} ({record.previous_version})"
+        await job.progress(
+            f"cancelled by {by}: rolling back to {back}; stopped at {watcher.status_line()}"
+        )
+        await job.save_state(cancelled_by=by, rolling_back_to=previous)
+        deployment_id = await services.ecs.update_service(service.region, service.target, previous)
+        await job.progress(f"ECS deployment {deployment_id} started: back to {back}")
+        back_watcher = RolloutWatcher(
+            services.ecs,
+            service.region,
+            service.target,
+            deployment_id,
+            report=job.progress,
+            timing=self.timing,
+        )
+        try:
+            async with asyncio.timeout(service.timeout.total_seconds()):
+                result = await back_watcher.watch()
+        except TimeoutError:
+            return OperationFailed(
+                f"cancelled by {by}; the rollback to {back} did not finish in "
+                f"{format_duration(service.timeout)}: {back_watcher.status_line()}",
+                hint=f"ECS carries on by itself; follow it with `status {service.name} "
+                f"{service.env}`",
+            )
+        revision = task_definition_name(record.task_definition)
+        if result.end is RolloutEnd.COMPLETED:
+            done = result.deployment
+            counts = f", {done.running}/{done.desired} running" if done else ""
+            return JobCancelled(
+                f"cancelled by {by}: rolled back to {back}{counts}; {revision} "
+                f"({self.version}) is not running"
+            )
+        return OperationFailed(
+            f"cancelled by {by}; the rollback to {back} did not complete: {result.reason}"
+        )
 
     async def _change(self, job: JobContext, record: DeployRecord, state: EcsServiceState) -> str:
         """Register the revision (a deploy) and point the service at it; the deployment id."""
@@ -492,6 +588,15 @@ class RolloutJob:
         """The deployment a job taken over watches: the one it recorded, or the one its
         runner started just before it stopped; JobInterrupted when it started none."""
         service = self.service
+        rolling_back_to = job.state.get("rolling_back_to")
+        if rolling_back_to:
+            # Cancelled and rolling back when its replica stopped: that rollout is ECS's now.
+            raise JobInterrupted(
+                f"the replica running it stopped while it rolled back to "
+                f"{task_definition_name(str(rolling_back_to))} (cancelled by "
+                f"{job.state.get('cancelled_by', 'someone')}); ECS carries on by itself",
+                hint=f"follow it with `status {service.name} {service.env}`",
+            )
         deployment_id = job.state.get("deployment")
         target = job.state.get("task_definition") or record.task_definition
         if deployment_id is None:

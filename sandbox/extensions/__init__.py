@@ -15,6 +15,7 @@ from sandbox.extensions import (
     ecs_deployments,
     elbv2_targets,
     rds_modify,
+    rds_orderable,
     route53_limits,
     service_quotas,
 )
@@ -38,6 +39,7 @@ def install() -> Runtime:
             autoscaling_limits.install()
             route53_limits.install()
             rds_modify.install(runtime)
+            rds_orderable.install()
             _Installation.runtime = runtime
         return _Installation.runtime
 

@@ -186,5 +186,9 @@ async def test_ecs_dry_run_says_when_the_fargate_quota_cannot_be_checked(bot: Bo
     dry = await say(bot, "scale out api staging +2 --dry-run")
     assert dry.outcome is Outcome.OK, dry.text
     assert "• ECS staging/api: desired count 2 → 4" in dry.text
-    assert "✓ Fargate vCPU quota not checked: cannot read quota L-3032A538" in dry.text
+    assert (
+        "⚠ not checked: the Fargate vCPU quota in ap-northeast-1: cannot read quota L-3032A538"
+        in dry.text
+    )
+    assert not any(line.startswith("✓") and "not checked" in line for line in dry.text.splitlines())
     assert (await api_service(bot))["desiredCount"] == 2

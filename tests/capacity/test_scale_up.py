@@ -178,6 +178,43 @@ async def test_database_scale_up_now_changes_readers_then_the_writer(
     ]
 
 
+async def test_database_class_aurora_mysql_does_not_offer_is_refused_up_front(bot: Bot) -> None:
+    result = await say(bot, "scale up main staging db.x9.huge")
+    assert result.outcome is Outcome.REFUSED, result.text
+    assert "db.x9.huge is not an orderable DB instance class for aurora-mysql" in result.text
+    assert result.job is None and result.request is None
+    for instance in (await db_instances(bot)).values():
+        assert instance["DBInstanceClass"] == "db.r6g.large"
+        assert "DBInstanceClass" not in instance.get("PendingModifiedValues", {})
+
+
+async def test_database_dry_run_ticks_the_class_only_when_aws_lists_it(bot: Bot) -> None:
+    dry = await say(bot, "scale up main staging db.r7g.2xlarge --dry-run")
+    assert dry.outcome is Outcome.OK, dry.text
+    assert "✓ db.r7g.2xlarge is orderable for aurora-mysql in ap-northeast-1" in dry.text
+    assert "✓ lock main/staging is free" in dry.text
+
+
+async def test_database_now_applies_a_change_already_pending(bot: Bot) -> None:
+    await run_job(bot, "scale up main staging db.r6g.xlarge")
+    pending = await say(bot, "scale up main staging db.r6g.xlarge")
+    assert pending.outcome is Outcome.OK
+    assert "will be db.r6g.xlarge in its maintenance window (pending)" in pending.text
+    assert "add --now to apply it now" in pending.text
+
+    result = await run_job(bot, "scale up main staging db.r6g.xlarge --now")
+    status, summary = await final_message(bot, result)
+    assert status is JobStatus.SUCCEEDED, summary
+    instances = await db_instances(bot)
+    assert {i["DBInstanceClass"] for i in instances.values()} == {"db.r6g.xlarge"}
+    assert all(
+        "DBInstanceClass" not in i.get("PendingModifiedValues", {}) for i in instances.values()
+    )
+
+    again = await say(bot, "scale up main staging db.r6g.xlarge --now")
+    assert again.outcome is Outcome.OK and "already is db.r6g.xlarge" in again.text
+
+
 async def test_scale_up_of_an_unknown_target_names_the_known_ones(bot: Bot) -> None:
     result = await say(bot, "scale up nothing staging t3.large")
     assert result.outcome is Outcome.REFUSED

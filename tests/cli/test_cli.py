@@ -58,7 +58,7 @@ def test_run_usage_error_exits_2_with_the_usage_line(tmp_path: Path) -> None:
 def test_run_uses_kajitori_config_and_local_user(tmp_path: Path) -> None:
     done = kajitori("run", "help", env={"KAJITORI_CONFIG": config_file(tmp_path), "USER": "alice"})
     assert done.returncode == 0
-    assert "status SERVICE ENV" in done.stdout
+    assert "status [SERVICE] [ENV]" in done.stdout
 
 
 def test_run_as_a_stranger_is_refused(tmp_path: Path) -> None:
@@ -95,6 +95,6 @@ def test_demo_runs_a_scripted_session_against_the_sandbox(tmp_path: Path) -> Non
     out = done.stdout
     assert "you are local:alice" in out
     assert "api in staging (ECS staging/api)" in out
-    assert "image tag: v1" in out and "running: 2" in out
+    assert "version: v1 (sha256:" in out and "tasks: desired 2, running 2" in out
     assert "api/staging locked by local:alice: testing" in out
     assert "Traceback" not in out + done.stderr

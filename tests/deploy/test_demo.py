@@ -42,11 +42,11 @@ async def test_demo_deploy_streams_progress_and_exits_0_and_broken_exits_1() -> 
 
     assert good_code == 0, good
     lines = good.splitlines()
-    assert "… deploy api v2 to staging: job 1" in lines
-    progress = [line for line in lines if line.startswith("[job 1] … api-staging:2 IN_PROGRESS")]
+    assert "… deploy api v2 to staging: job J1" in lines
+    progress = [line for line in lines if line.startswith("[job J1] … api-staging:2 IN_PROGRESS")]
     assert len(progress) >= 2, good
     assert all("elapsed" in line for line in progress)
-    assert any(line.startswith("[job 1] ✅ deployed api v2 to staging in ") for line in lines)
+    assert any(line.startswith("[job J1] ✅ deployed api v2 to staging in ") for line in lines)
 
     assert broken_code == 1, broken
     assert "ECS deployment circuit breaker tripped" in broken

@@ -38,7 +38,7 @@ async def test_deploy_registers_a_revision_with_only_the_image_changed(
     result = await say(bot, "local:alice", "deploy api staging v2")
     assert result.outcome is Outcome.STARTED, result.text
     assert result.job is not None
-    assert f"deploy api v2 to staging: job {result.job.id}" in result.text
+    assert f"deploy api v2 to staging: job J{result.job.id}" in result.text
     assert await finish(bot, result) is JobStatus.SUCCEEDED
 
     after = await running_definition(bot)
@@ -103,6 +103,12 @@ async def test_broken_tag_is_rolled_back_by_the_circuit_breaker_and_said_so(
     assert any(
         "circuit breaker tripped" in t and "rolling back to api-staging:1" in t for t in texts
     )
+    tripped = next(i for i, t in enumerate(texts) if "circuit breaker tripped" in t)
+    rolling_back = [t for t in texts[tripped + 1 : -1] if "elapsed" in t]
+    assert rolling_back, texts
+    # The revision ECS brings back is shown as restoring, never as an old one that stopped.
+    assert all(t.startswith("api-staging:1 restoring: ") for t in rolling_back), rolling_back
+    assert not any("api-staging:1 (old)" in t for t in rolling_back)
     final = texts[-1]
     assert final.startswith("deploy api broken to staging failed: ECS rolled it back.")
     assert "ECS restored api-staging:1 (v1), 2/2 running again" in final
@@ -152,7 +158,7 @@ async def test_dry_run_shows_the_change_and_changes_nothing(bot: Bot) -> None:
     assert "image of container app: api:v1 → api:v3" in text
     assert "task definition: api-production:1 → api-production:2" in text
     assert "image api:v3 is in ECR (sha256:" in text
-    assert "✓ lock free: api/production" in text
+    assert "✓ lock api/production is free" in text
     assert "would need approval" in text
     assert text.endswith("nothing was changed")
     assert result.job is None and result.request is None
@@ -180,7 +186,7 @@ async def test_twenty_concurrent_deploys_run_one_and_refuse_the_rest_naming_the_
     job = started[0].job
     assert job is not None
     for result in refused:
-        assert f"api/staging is locked by {job.member} (job {job.id})" in result.text
+        assert f"api/staging is locked by {job.member} (job J{job.id})" in result.text
     assert await finish(bot, started[0]) is JobStatus.SUCCEEDED
     assert len(await history(bot)) == 1
     assert len(await revisions(bot)) == 2
@@ -198,9 +204,13 @@ async def test_lock_is_free_after_a_cancelled_deploy(bot: Bot, chat: RecordingCh
     assert await bot.jobs.wait(result.job.id) is JobStatus.CANCELLED
     assert await lock_holder(bot) is None
     [record] = await history(bot)
-    assert record.outcome == "cancelled"
+    # The job stopped; the rollout it started did not: the record says so, not "cancelled".
+    assert record.outcome == "unwatched"
+    assert "cancelled while ECS rolled it out; ECS carries on" in record.detail
     assert record.ended_at is not None
-    assert chat.texts()[-1] == f"deploy api v2 to staging: job {result.job.id} was cancelled"
+    assert chat.texts()[-1].startswith(
+        f"deploy api v2 to staging: job J{result.job.id} was cancelled\nlast progress: "
+    )
 
     again = await say(bot, "local:bob", "deploy api staging v3")
     assert again.outcome is Outcome.STARTED, again.text

@@ -6,7 +6,12 @@ from datetime import UTC, datetime
 
 from bot.model import DeployRecord
 from bot.ports.ecs import EcsServiceState
-from commands.deploy.workflow import named_version, previous_version, successful_versions
+from commands.deploy.workflow import (
+    named_version,
+    previous_version,
+    recorded_versions,
+    successful_versions,
+)
 
 ARN = "arn:aws:ecs:ap-northeast-1:123456789012:task-definition/api-staging:"
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -61,7 +66,7 @@ def test_first_deploy_remembers_what_ran_before_it() -> None:
     assert (target.version, target.task_definition, target.source) == (
         "v1",
         f"{ARN}1",
-        "running before deploy 1",
+        "as it ran before deploy 1",
     )
 
 
@@ -90,3 +95,14 @@ def test_named_version_takes_the_newest_successful_revision() -> None:
     assert named_version(records, "v3") is None
     before = named_version(records, "v1")
     assert before is not None and before.task_definition == f"{ARN}1"
+
+
+def test_versions_a_rollback_went_back_past_are_still_recorded() -> None:
+    # v1 ran, v2 deployed, rolled back to v1, then v3 deployed: v2 ran successfully too.
+    records = [
+        record(1, "v2", 2),
+        record(2, "v1", 1, kind="rollback"),
+        record(3, "v3", 3),
+    ]
+    assert [k.version for k in successful_versions(records)] == ["v1", "v3"]
+    assert recorded_versions(records) == ["v1", "v2", "v3"]

@@ -31,7 +31,7 @@ async def test_rollback_goes_back_one_successful_version_at_a_time(
     assert asked.request is not None
     assert "is destructive: confirm with" in asked.text
     assert "api:v3 → api:v2" in asked.text
-    assert "api-staging:4 → api-staging:2 (recorded by deploy 1; reused" in asked.text
+    assert "api-staging:4 → api-staging:2 (recorded as deployed by job J1; reused" in asked.text
 
     confirmed = await say(bot, "local:carol", f"approve {asked.request.id}")
     assert confirmed.outcome is Outcome.STARTED, confirmed.text
@@ -74,7 +74,7 @@ async def test_rollback_to_a_named_version_reuses_its_revision(bot: Bot) -> None
 
     dry = await say(bot, "local:alice", "rollback api staging v1 --dry-run")
     assert dry.outcome is Outcome.OK, dry.text
-    assert "api-staging:3 → api-staging:1 (recorded by running before deploy 1" in dry.text
+    assert "api-staging:3 → api-staging:1 (recorded as it ran before deploy job J1" in dry.text
     assert "would ask for confirmation" in dry.text
     assert await is_image(bot, await running_definition(bot), "v3")
 

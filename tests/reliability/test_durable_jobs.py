@@ -189,7 +189,7 @@ async def test_a_replica_that_stops_hands_its_deploy_to_one_that_watches_it_to_t
             assert await b.jobs.take_over_expired() == []
             unlock = await b.dispatcher.handle(BOB, "unlock api staging")
             assert unlock.outcome is Outcome.REFUSED
-            assert f"held by running job {job_id}" in unlock.text
+            assert f"held by running job J{job_id}" in unlock.text
         finally:
             await a_context.__aexit__(None, None, None)  # replica A stops
 
@@ -200,7 +200,7 @@ async def test_a_replica_that_stops_hands_its_deploy_to_one_that_watches_it_to_t
         started = next(t for t in lines if t.startswith("ECS deployment "))
         deployment = started.split()[2]
         handed = next(i for i, t in enumerate(lines) if "replica replica-a is stopping" in t)
-        taken = next(i for i, t in enumerate(lines) if t.startswith(f"job {job_id} taken over"))
+        taken = next(i for i, t in enumerate(lines) if t.startswith(f"job J{job_id} taken over"))
         watching = next(i for i, t in enumerate(lines) if "watching the rollout" in t)
         assert handed < taken < watching < len(lines) - 1, lines
         assert "by replica replica-b after its runner replica-a stopped" in lines[taken]
@@ -258,7 +258,7 @@ async def test_deploy_whose_replica_died_after_updating_the_service_is_watched_n
         assert await b.jobs.wait(dead.id) is JobStatus.SUCCEEDED
 
         lines = texts(chat, f"dead-{dead.id}")
-        assert lines[0].startswith(f"job {dead.id} taken over by replica replica-b")
+        assert lines[0].startswith(f"job J{dead.id} taken over by replica replica-b")
         assert "after its runner replica-dead stopped" in lines[0]
         assert f"watching the rollout of ECS deployment {deployment} (api-staging:2)" in lines[1]
         assert lines[-1].startswith("deployed api v2 to staging in ")
@@ -297,7 +297,7 @@ async def test_deploy_whose_replica_died_before_changing_the_service_is_interrup
         assert await b.jobs.wait(dead.id) is JobStatus.INTERRUPTED
 
         final = texts(chat, f"dead-{dead.id}")[-1]
-        assert final.startswith(f"deploy api v2 to staging: job {dead.id} interrupted: ")
+        assert final.startswith(f"deploy api v2 to staging: job J{dead.id} interrupted: ")
         assert "stopped before it changed the service (staging/api runs api-staging:1, v1)" in final
         assert "nothing was changed" in final and "run `deploy api staging v2` again" in final
         after = await b.services.ecs.describe_service(REGION, target)
@@ -329,7 +329,7 @@ async def test_a_job_that_cannot_be_resumed_is_marked_interrupted_and_frees_its_
 
         first, final = texts(chat, f"dead-{dead.id}")
         assert "it cannot be resumed safely" in first
-        assert final.startswith(f"scale out web in staging to 3: job {dead.id} interrupted: ")
+        assert final.startswith(f"scale out web in staging to 3: job J{dead.id} interrupted: ")
         assert "it had recorded launched: ['i-0abc123']" in final
         assert "then run `scale out web staging +1` again if needed" in final
         assert await lock_holder(b, "web") is None

@@ -144,7 +144,7 @@ def assert_every_answer_clear(outcomes: Outcomes, chat: RecordingChat) -> None:
     for result, status in zip(outcomes.jobs, outcomes.statuses, strict=True):
         assert result.job is not None
         assert status in (JobStatus.SUCCEEDED, JobStatus.FAILED)
-        [head] = [p for p in chat.posted if f"job {result.job.id} started" in p.text]
+        [head] = [p for p in chat.posted if f"job J{result.job.id} started" in p.text]
         finals = [
             p.text
             for p in chat.posted

@@ -266,7 +266,7 @@ async def test_json_logs_carry_the_job_id_of_the_job_that_wrote_them(
     started = [e for e in entries if e["message"] == "job started: crashing job"]
     assert started and started[0]["job_id"] == first.id
     # The traceback stays in the logs; the chat only gets the job id.
-    assert any(f"internal error, job {first.id}" in t for t in chat.texts())
+    assert any(f"internal error, job J{first.id}" in t for t in chat.texts())
     assert not any("ZeroDivisionError" in t or "Traceback" in t for t in chat.texts())
 
 

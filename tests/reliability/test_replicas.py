@@ -129,7 +129,11 @@ async def test_a_slack_retry_landing_on_the_other_replica_starts_nothing_new(
     await second.slash("jobs")
     await fake_slack.wait_for(
         lambda: (
-            sum(("jobs" in p.text or "deploy history" in p.text) for p in fake_slack.posted) >= 2
+            sum(
+                ("jobs" in p.text or "history of api in staging" in p.text)
+                for p in fake_slack.posted
+            )
+            >= 2
         )
     )
 
@@ -185,7 +189,7 @@ async def test_killing_the_replica_running_a_deploy_leads_the_other_to_finish_wa
     await fake_slack.wait_for(lambda: final_in(fake_slack, head) is not None, timeout=60)
     texts = thread_texts(fake_slack, head)
     taken = next(t for t in texts if "taken over by replica" in t)
-    assert taken.startswith(f"⚠️ job {job.id} taken over by replica ")
+    assert taken.startswith(f"⚠️ job J{job.id} taken over by replica ")
     assert f"after its runner {job.runner} stopped" in taken
     assert any(f"watching the rollout of ECS deployment {deployment}" in t for t in texts)
     final = final_in(fake_slack, head) or ""
@@ -199,8 +203,10 @@ async def test_killing_the_replica_running_a_deploy_leads_the_other_to_finish_wa
     assert (record.outcome, record.job_id) == ("succeeded", job.id)
     assert await shared_store.get_lock("api/staging") is None
     await second.slash("history api staging")
-    await fake_slack.wait_for(lambda: any("deploy history" in p.text for p in fake_slack.posted))
-    history = next(p.text for p in fake_slack.posted if "deploy history" in p.text)
+    await fake_slack.wait_for(
+        lambda: any("history of api in staging" in p.text for p in fake_slack.posted)
+    )
+    history = next(p.text for p in fake_slack.posted if "history of api in staging" in p.text)
     assert "succeeded" in history and "v2" in history
     # The rollout was started once: no second revision, no second deployment.
     aws = AwsClients(endpoint_url=sandbox.url)

@@ -86,7 +86,7 @@ def test_message_never_exceeds_fifty_blocks_and_keeps_its_buttons() -> None:
 
 
 def test_status_line_is_replaced_not_added() -> None:
-    blocks = with_status(message_blocks(Message(text="deploy: job 1")), "⏳ running")
+    blocks = with_status(message_blocks(Message(text="deploy: job J1")), "⏳ running")
     blocks = with_status(blocks, "✅ done")
     lines = [b for b in blocks if b.get("block_id") == "kajitori_status"]
     assert len(lines) == 1 and lines[0]["elements"][0]["text"] == "✅ done"
@@ -149,7 +149,7 @@ async def test_status_lines_coalesce_progress_and_always_end_with_the_final_line
         first_sent.set()
 
     lines = StatusLines(send, min_interval=3600)
-    head = Message(text="deploy: job 1")
+    head = Message(text="deploy: job J1")
     lines.progress("C1", "1.0", head, "⏳ step 1")
     await first_sent.wait()
     lines.progress("C1", "1.0", head, "⏳ step 2")

@@ -42,7 +42,7 @@ async def test_job_thread_under_a_head_whose_status_line_ends_with_the_outcome(
 ) -> None:
     thread = await chat.start_thread(
         ORIGIN.model_copy(update={"extra": {"response_url": "http://x/hooks/1"}}),
-        Message(text="deploy api v2 to staging: job 7 started by slack:U0ALICE"),
+        Message(text="deploy api v2 to staging: job J7 started by slack:U0ALICE"),
     )
     head = fake_slack.posted[0]
     assert thread.thread == head.ts and thread.extra["head"] == head.ts
@@ -54,7 +54,7 @@ async def test_job_thread_under_a_head_whose_status_line_ends_with_the_outcome(
     assert [p.thread_ts for p in fake_slack.posted[1:]] == [head.ts, head.ts]
     updates = fake_slack.updates_of(head.ts)
     assert updates and _status(updates[-1]) == "✅ deployed api v2 to staging"
-    assert "job 7 started" in json.dumps(updates[-1]["blocks"])
+    assert "job J7 started" in json.dumps(updates[-1]["blocks"])
 
 
 async def test_private_answers_use_the_response_url_then_ephemeral_then_a_direct_message(

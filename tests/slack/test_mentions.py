@@ -20,7 +20,7 @@ async def test_mentioned_deploy_runs_in_the_mentions_thread(
     await fake_slack.wait_for(final, timeout=60)
     thread = fake_slack.in_thread(mention_ts)
     head, *progress = thread
-    assert "deploy api v2 to staging: job 1 started by slack:U0ALICE" in head.text
+    assert "deploy api v2 to staging: job J1 started by slack:U0ALICE" in head.text
     assert progress and progress[-1].text.startswith("✅ deployed api v2 to staging")
     assert all(p.channel == CHANNEL for p in thread)
     # The head (a reply in the mention's thread) carries the job's status line.

@@ -23,8 +23,8 @@ async def test_slash_status_is_acknowledged_then_answered_in_the_channel(
     fields = [
         f["text"] for b in answer["blocks"] if b["type"] == "section" for f in b.get("fields", [])
     ]
-    assert "*desired*\n2" in fields
-    assert any(f.startswith("*image tag*\nv1") for f in fields)
+    assert "*tasks*\ndesired 2, running 2, pending 0" in fields
+    assert any(f.startswith("*version*\nv1 (sha256:") for f in fields)
 
 
 async def test_deploy_progress_and_final_message_arrive_in_one_thread(

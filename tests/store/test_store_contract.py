@@ -346,6 +346,14 @@ async def test_request_is_decided_once(store: Store) -> None:
     assert decided.changes == pending.changes and decided.origin == ORIGIN
 
 
+async def test_pending_requests_are_listed_until_decided(store: Store) -> None:
+    for request_id in (21, 22, 23):
+        await store.put_request(request(request_id))
+    assert [r.id for r in await store.list_pending_requests()] == [23, 22, 21]
+    assert await store.decide_request(22, RequestStatus.DENIED, "slack:U2", now())
+    assert [r.id for r in await store.list_pending_requests()] == [23, 21]
+
+
 async def test_unknown_request_is_not_decided(store: Store) -> None:
     assert await store.get_request(12) is None
     assert not await store.decide_request(12, RequestStatus.APPROVED, "slack:U2", now())

@@ -105,7 +105,7 @@ async def run(bot: Bot, member: str, text: str) -> tuple[Outcome, str, int | Non
 
 async def test_a_job_runs_and_ends_with_a_final_message(core: Bot, chat: RecordingChat) -> None:
     outcome, text, job_id = await run(core, "local:carol", "touch api staging")
-    assert outcome is Outcome.STARTED and text == f"touch api in staging: job {job_id}"
+    assert outcome is Outcome.STARTED and text == f"touch api in staging: job J{job_id}"
     assert done == ["api/staging"]
     texts = chat.texts()
     assert any("touching" in t for t in texts)
@@ -122,7 +122,7 @@ async def test_a_failure_and_a_bug_both_end_in_a_clear_message(
     assert chat.texts()[-1] == "touch api in staging failed: it broke"
     _, _, job_id = await run(core, "local:carol", "touch api staging bug")
     last = chat.texts()[-1]
-    assert last == f"touch api in staging: internal error, job {job_id} (details are in the logs)"
+    assert last == f"touch api in staging: internal error, job J{job_id} (details are in the logs)"
     assert "secret internals" not in last and "Traceback" not in last
     assert await core.services.store.get_lock("api/staging") is None
 
@@ -143,7 +143,7 @@ async def test_second_operation_is_refused_naming_the_holder_and_job(core: Bot) 
     assert first.job is not None
     outcome, text, _ = await run(core, "local:alice", "touch api staging")
     assert outcome is Outcome.REFUSED
-    assert f"api/staging is locked by local:carol (job {first.job.id})" in text
+    assert f"api/staging is locked by local:carol (job J{first.job.id})" in text
     await core.jobs.cancel(first.job.id)
 
 
@@ -165,10 +165,10 @@ async def test_protected_environment_needs_a_second_approver(
     core: Bot, chat: RecordingChat
 ) -> None:
     outcome, text, _ = await run(core, "local:alice", "touch api production")
-    assert outcome is Outcome.PENDING and "needs approval: request 1" in text
+    assert outcome is Outcome.PENDING and "needs approval: request R1" in text
     assert done == []
     outcome, text, _ = await run(core, "local:alice", "approve 1")
-    assert outcome is Outcome.REFUSED and "cannot approve your own request 1" in text
+    assert outcome is Outcome.REFUSED and "cannot approve your own request R1" in text
     outcome, text, _ = await run(core, "local:carol", "approve 1")
     assert outcome is Outcome.REFUSED and "approvers have role sre" in text
     outcome, text, job_id = await run(core, "local:bob", "approve 1")
@@ -184,7 +184,7 @@ async def test_expired_request_cannot_be_approved(core: Bot, clock: ShiftedClock
     await run(core, "local:alice", "touch api production")
     clock.advance(timedelta(minutes=31))
     outcome, text, _ = await run(core, "local:bob", "approve 1")
-    assert outcome is Outcome.REFUSED and "request 1 expired" in text
+    assert outcome is Outcome.REFUSED and "request R1 expired" in text
     assert done == []
     outcome, text, _ = await run(core, "local:bob", "approve 1")
     assert "already expired" in text
@@ -200,7 +200,7 @@ async def test_denied_request_never_runs(core: Bot) -> None:
 
 async def test_destructive_needs_confirmation_unless_yes_from_an_approver(core: Bot) -> None:
     outcome, text, _ = await run(core, "local:carol", "touch api staging destructive --yes")
-    assert outcome is Outcome.PENDING and "is destructive: confirm with `approve 1`" in text
+    assert outcome is Outcome.PENDING and "is destructive: confirm with `approve R1`" in text
     outcome, _, _ = await run(core, "local:carol", "approve 1")
     assert outcome is Outcome.STARTED and done == ["api/staging"]
     outcome, _, _ = await run(core, "local:alice", "touch api staging destructive --yes")
@@ -238,7 +238,7 @@ async def test_lock_past_its_lease_can_be_taken_over(core: Bot, clock: ShiftedCl
 async def test_only_owner_or_approver_unlocks(core: Bot) -> None:
     await run(core, "local:alice", "lock api staging")
     outcome, text, _ = await run(core, "local:carol", "unlock api staging")
-    assert outcome is Outcome.REFUSED and "only they or an approver" in text
+    assert outcome is Outcome.REFUSED and "only local:alice or an approver" in text
     outcome, text, _ = await run(core, "local:bob", "unlock api staging")
     assert outcome is Outcome.OK and "held by local:alice" in text
 

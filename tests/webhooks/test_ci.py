@@ -41,7 +41,7 @@ async def test_ci_deploys_what_its_trigger_allows_and_the_result_reaches_its_cha
     assert "ci:jenkins: deploy api to staging at v3" in head.message
     assert build in head.message
     thread = typetalk_api.replies_to(head.id)
-    assert f"job {job} started by ci:jenkins" in thread[0].message
+    assert f"job J{job} started by ci:jenkins" in thread[0].message
     # The same announcement and result in Slack, through the same notifier.
     await slack_api.wait_for(
         lambda: any("deployed api v3 to staging" in p.text for p in slack_api.posted)

@@ -60,7 +60,7 @@ async def test_bad_signature_gets_401_and_nothing_runs(
 
     assert typetalk_api.posts == []  # no announcement: the handler refused before anything
     _, answer = await kajitori.typetalk("alice", "@kajitori+ jobs", 801)
-    assert "job 1" not in answer["message"]
+    assert "job J1" not in answer["message"]
     # A forged delivery id is not remembered either: the real delivery still runs.
     status, answer = await kajitori.github("release", body, "d-forged")
     assert status == 202
@@ -85,11 +85,11 @@ async def test_signed_release_starts_a_deploy_whose_result_is_announced(
     assert f"{REPO}: release v2 published: deploy api to staging at v2" in head.message
     assert f"https://github.com/{REPO}/releases/tag/v2" in head.message
     thread = typetalk_api.replies_to(head.id)
-    assert f"job {job} started by {MEMBER}" in thread[0].message
+    assert f"job J{job} started by {MEMBER}" in thread[0].message
     assert "deployed api v2 to staging" in thread[-1].message
     assert thread[-1].message.startswith("✅")
     _, answer = await kajitori.typetalk("alice", "@kajitori+ status api staging", 802)
-    assert "image tag: v2" in answer["message"]
+    assert "version: v2 (sha256:" in answer["message"]
 
 
 async def test_same_delivery_twice_runs_one_deploy(
@@ -144,7 +144,7 @@ async def test_deploys_refused_by_their_checks_are_announced_with_the_reason(
     [reason] = typetalk_api.replies_to(head.id)
     assert f"image tag '{sha}' is not in ECR" in reason.message
     _, answer = await kajitori.typetalk("alice", "@kajitori+ status api staging", 803)
-    assert "image tag: v1" in answer["message"]
+    assert "version: v1 (sha256:" in answer["message"]
 
 
 async def test_unmatched_or_malformed_deliveries_run_nothing(
@@ -218,7 +218,7 @@ async def test_lock_refuses_a_second_deploy_while_the_first_runs(
     assert first["deploys"][0]["outcome"] == "started"
     job = first["deploys"][0]["job"]
     assert second["deploys"][0]["outcome"] == "refused"
-    assert f"api/staging is locked by {MEMBER} (job {job})" in second["deploys"][0]["message"]
+    assert f"api/staging is locked by {MEMBER} (job J{job})" in second["deploys"][0]["message"]
     await typetalk_api.wait_for_posts(has("deployed api v2 to staging"))
     heads = [p for p in typetalk_api.in_topic(RELEASES_TOPIC) if p.reply_to is None]
     assert len(heads) == 2

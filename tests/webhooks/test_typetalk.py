@@ -30,8 +30,8 @@ async def test_mention_runs_status_and_answers_in_the_response(
     assert status == 200
     assert answer["replyTo"] == 501
     assert "api in staging (ECS staging/api)" in answer["message"]
-    assert "image tag: v1" in answer["message"]
-    assert "desired: 2" in answer["message"]
+    assert "version: v1 (sha256:" in answer["message"]
+    assert "tasks: desired 2, running 2, pending 0" in answer["message"]
     assert typetalk_api.posts == []  # a quick answer needs no API call
 
 
@@ -111,9 +111,9 @@ async def test_guardrails_answer_in_the_reply(kajitori: Kajitori) -> None:
     status, answer = await kajitori.typetalk("alice", "@kajitori+ deploy api production v2", 509)
     assert "typetalk:alice lacks permission deploy:production" in answer["message"]
 
-    status, answer = await kajitori.typetalk("alice", "@kajitori+ status api", 510)
+    status, answer = await kajitori.typetalk("alice", "@kajitori+ lock api", 510)
     assert "missing ENV" in answer["message"]
-    assert "usage: status SERVICE ENV" in answer["message"]
+    assert "usage: lock SERVICE ENV [REASON...]" in answer["message"]
 
 
 async def test_an_answer_past_typetalks_limit_is_split_in_parts(
@@ -143,14 +143,14 @@ async def test_deploy_posts_progress_and_result_as_replies_to_the_post(
 
     assert status == 200
     assert answer["replyTo"] == 601
-    match = re.search(r"deploy api v2 to staging: job (\d+)", answer["message"])
+    match = re.search(r"deploy api v2 to staging: job J(\d+)", answer["message"])
     assert match, answer
     await typetalk_api.wait_for_posts(
         lambda posts: any("deployed api v2 to staging" in p.message for p in posts)
     )
     posts = typetalk_api.posts
     assert {(p.topic, p.reply_to) for p in posts} == {(PEOPLE_TOPIC, 601)}
-    assert f"job {match.group(1)} started by typetalk:alice" in posts[0].message
+    assert f"job J{match.group(1)} started by typetalk:alice" in posts[0].message
     assert any("ECS deployment" in p.message and "started" in p.message for p in posts)
     assert len(posts) >= 3  # head, progress, result
     assert all(
@@ -158,24 +158,24 @@ async def test_deploy_posts_progress_and_result_as_replies_to_the_post(
         for r in typetalk_api.calls(f"/api/v1/topics/{PEOPLE_TOPIC}")
     )
     status, answer = await kajitori.typetalk("alice", "@kajitori+ status api staging", 602)
-    assert "image tag: v2" in answer["message"]
+    assert "version: v2 (sha256:" in answer["message"]
 
 
 async def test_protected_deploy_waits_for_a_second_member_who_answers_approve_id(
     kajitori: Kajitori, typetalk_api: TypetalkApi
 ) -> None:
     _, answer = await kajitori.typetalk("bob", "@kajitori+ deploy api production v2", 701)
-    match = re.search(r"needs approval: request (\d+)", answer["message"])
+    match = re.search(r"needs approval: request R(\d+)", answer["message"])
     assert match, answer
     request_id = match.group(1)
-    assert f"`@kajitori+ approve {request_id}`" in answer["message"]
+    assert f"`@kajitori+ approve R{request_id}`" in answer["message"]
 
     _, answer = await kajitori.typetalk("bob", f"@kajitori+ approve {request_id}", 702)
     assert "cannot approve your own request" in answer["message"]
     assert typetalk_api.posts == []  # nothing started
 
     _, answer = await kajitori.typetalk("carol", f"@kajitori+ approve {request_id}", 703)
-    assert f"request {request_id}" in answer["message"]
+    assert f"request R{request_id}" in answer["message"]
     assert "approved by typetalk:carol" in answer["message"]
     assert answer["replyTo"] == 703
 

@@ -160,7 +160,7 @@ class SlackListeners:
             approved = result.command is not None and result.command.spec.name == "approve"
             line = self._decision_line(decided, approved, origin.member, result)
             try:
-                await self._chat.close_request(str(decided.id), line, where=clicked)
+                await self._chat.close_request(decided.ref, line, where=clicked)
             except Exception:
                 log.exception("replacing the buttons of request %s failed", decided.id)
             if result.outcome is not Outcome.REFUSED:
@@ -186,6 +186,6 @@ class SlackListeners:
         if approved and result.outcome is Outcome.REFUSED:
             # The plan check found the service changed: the request is outdated, not run.
             return f"⚠️ {verb} by {who} at {at:%H:%M} UTC, not run: the service changed"
-        job = f" · job {result.job.id}" if result.job is not None else ""
+        job = f" · job {result.job.ref}" if result.job is not None else ""
         mark = "✅" if approved else "❌"
         return f"{mark} {verb} by {who} at {at:%H:%M} UTC{job}"
