@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from bot.config import Config, Database
+from bot.config import AwsScope, Config, Database
 from bot.model import DbSessionRecord, Origin
 
 
@@ -22,6 +22,10 @@ class DatabaseTarget:
     env: str
     region: str
     config: Database
+
+    @property
+    def scope(self) -> AwsScope:
+        return AwsScope(self.env, self.region)
 
     def __str__(self) -> str:
         return f"{self.name}/{self.env}"

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-from bot.config import AsgTarget, Database, EcsTarget, Environment, Service
+from bot.config import AsgTarget, AwsScope, Database, EcsTarget, Environment, Service
 from bot.errors import KajitoriError, OperationFailed, Refused
 from bot.grammar import CountChange
 from bot.jobs.context import JobContext
@@ -52,28 +52,28 @@ def _title(name: str, env: str, current: int, target: int) -> str:
     return f"{verb} {name} in {env} from {current} to {target}"
 
 
-async def _ec2_vcpus(ports: Services, region: str, vcpus: float, what: str) -> list[str]:
+async def _ec2_vcpus(ports: Services, scope: AwsScope, vcpus: float, what: str) -> list[str]:
     """The headroom check for `vcpus` more On-Demand Standard vCPUs; Refused when short."""
     if vcpus <= 0:
         return []
 
     async def read_quota() -> Quota | str:
         try:
-            return await ports.quotas.quota(region, "ec2", EC2_STANDARD_VCPUS)
+            return await ports.quotas.quota(scope, "ec2", EC2_STANDARD_VCPUS)
         except Refused as error:
             return error.message
 
-    quota, used = await asyncio.gather(read_quota(), ports.quotas.standard_vcpus_in_use(region))
+    quota, used = await asyncio.gather(read_quota(), ports.quotas.standard_vcpus_in_use(scope))
     if isinstance(quota, str):
         # Without the quota (a missing permission) the change may still be needed urgently.
         return [f"vCPU quota not checked: {quota}"]
-    return [check_headroom(vcpus, Headroom(quota, used), "vCPUs", region) + f" for {what}"]
+    return [check_headroom(vcpus, Headroom(quota, used), "vCPUs", scope.region) + f" for {what}"]
 
 
-async def _instance_vcpus(ports: Services, region: str, instance_type: str) -> int:
-    types = await ports.ec2.instance_types(region, [instance_type])
+async def _instance_vcpus(ports: Services, scope: AwsScope, instance_type: str) -> int:
+    types = await ports.ec2.instance_types(scope, [instance_type])
     if instance_type not in types:
-        raise Refused(f"unknown instance type {instance_type!r} in {region}")
+        raise Refused(f"unknown instance type {instance_type!r} in {scope}")
     return types[instance_type].vcpus
 
 
@@ -125,14 +125,16 @@ async def _wait_reporting(
     await wait_until(settled, what=what, timeout=timeout, poll=poll)
 
 
-async def _fargate_vcpus(ports: Services, region: str, vcpus: float, what: str) -> list[str]:
+async def _fargate_vcpus(ports: Services, scope: AwsScope, vcpus: float, what: str) -> list[str]:
     """The headroom check for `vcpus` more Fargate vCPUs; Refused when short."""
     try:
-        quota = await ports.quotas.quota(region, "fargate", FARGATE_VCPUS)
+        quota = await ports.quotas.quota(scope, "fargate", FARGATE_VCPUS)
     except Refused as error:
         return [f"Fargate vCPU quota not checked: {error.message}"]
-    used = await ports.quotas.fargate_vcpus_in_use(region)
-    return [check_headroom(vcpus, Headroom(quota, used), "Fargate vCPUs", region) + f" for {what}"]
+    used = await ports.quotas.fargate_vcpus_in_use(scope)
+    return [
+        check_headroom(vcpus, Headroom(quota, used), "Fargate vCPUs", scope.region) + f" for {what}"
+    ]
 
 
 async def _scale_ecs(
@@ -140,8 +142,8 @@ async def _scale_ecs(
 ) -> Plan | Message:
     ports = ctx.services
     env_name = ctx.command.word("env")
-    region = env.region
-    state = await ports.ecs.describe_capacity(region, target)
+    scope = env.scope
+    state = await ports.ecs.describe_capacity(scope, target)
     current = state.desired
     count = _target_count(name, env_name, current, ctx.command.count("count"), "tasks")
     if count == current:
@@ -151,17 +153,17 @@ async def _scale_ecs(
         added = count - current
         checks = await _fargate_vcpus(
             ports,
-            region,
+            scope,
             added * state.task_vcpus,
             f"{added} × {number(state.task_vcpus)} vCPU tasks",
         )
 
     async def body(job: JobContext) -> Message:
-        await ports.ecs.set_desired_count(region, target, count)
+        await ports.ecs.set_desired_count(scope, target, count)
         await job.progress(f"desired count {current} → {count}; waiting for tasks")
 
         async def read() -> tuple[str, bool]:
-            now = await ports.ecs.describe_capacity(region, target)
+            now = await ports.ecs.describe_capacity(scope, target)
             done = now.running == count and now.pending == 0 and now.desired == count
             return f"running {now.running} of {count}, pending {now.pending}", done
 
@@ -194,8 +196,8 @@ async def _scale_asg(
 ) -> Plan | Message:
     ports = ctx.services
     env_name = ctx.command.word("env")
-    region = env.region
-    group = await ports.autoscaling.group(region, target.name)
+    scope = env.scope
+    group = await ports.autoscaling.group(scope, target.name)
     current = group.desired
     count = _target_count(name, env_name, current, ctx.command.count("count"), "instances")
     if count == current:
@@ -227,20 +229,20 @@ async def _scale_asg(
         elif not is_standard_on_demand(instance_type):
             checks = [f"{instance_type} is outside the {EC2_STANDARD_VCPUS} bucket: not checked"]
         else:
-            per_instance = await _instance_vcpus(ports, region, instance_type)
+            per_instance = await _instance_vcpus(ports, scope, instance_type)
             checks = await _ec2_vcpus(
                 ports,
-                region,
+                scope,
                 (count - current) * per_instance,
                 f"{count - current} × {instance_type}",
             )
 
     async def body(job: JobContext) -> Message:
-        await ports.autoscaling.set_capacity(region, group.name, count, raise_max)
+        await ports.autoscaling.set_capacity(scope, group.name, count, raise_max)
         await job.progress(f"desired capacity {current} → {count}; waiting for instances")
 
         async def read() -> tuple[str, bool]:
-            now = await ports.autoscaling.group(region, group.name)
+            now = await ports.autoscaling.group(scope, group.name)
             done = now.in_service == count and len(now.instances) == count
             line = f"in service {now.in_service} of {count} ({len(now.instances)} instances)"
             return line, done
@@ -278,8 +280,8 @@ async def _scale_fleet(
     assert service.fleet is not None
     ports = ctx.services
     env_name = ctx.command.word("env")
-    region = env.region
-    fleet = Fleet(ports, region, name, env_name, service.fleet)
+    scope = env.scope
+    fleet = Fleet(ports, scope, name, env_name, service.fleet)
     members = await fleet.members()
     current = len(members)
     count = _target_count(name, env_name, current, ctx.command.count("count"), "instances")
@@ -298,7 +300,7 @@ async def _scale_fleet(
     instance_type = template.instance_type
     if instance_type is None:
         raise Refused(f"launch template {template.name} sets no instance type")
-    per_instance = await _instance_vcpus(ports, region, instance_type)
+    per_instance = await _instance_vcpus(ports, scope, instance_type)
     target_group = service.fleet.target_group
     adding = count - current
     placement = await fleet.placement(template, members, adding)
@@ -310,7 +312,7 @@ async def _scale_fleet(
     ]
     if is_standard_on_demand(instance_type):
         checks = await _ec2_vcpus(
-            ports, region, adding * per_instance, f"{adding} × {instance_type}"
+            ports, scope, adding * per_instance, f"{adding} × {instance_type}"
         )
     else:
         checks = [f"{instance_type} is outside the {EC2_STANDARD_VCPUS} bucket: not checked"]
@@ -403,15 +405,15 @@ async def _resize_fleet(
     assert service.fleet is not None
     ports = ctx.services
     env_name = ctx.command.word("env")
-    region = env.region
-    fleet = Fleet(ports, region, name, env_name, service.fleet)
+    scope = env.scope
+    fleet = Fleet(ports, scope, name, env_name, service.fleet)
     members = await fleet.members()
     if not members:
         raise Refused(f"{name} in {env_name} has no instances to resize")
-    types = await ports.ec2.instance_types(region, [size, *(m.instance_type for m in members)])
+    types = await ports.ec2.instance_types(scope, [size, *(m.instance_type for m in members)])
     if size not in types:
         raise Refused(
-            f"unknown instance type {size!r} in {region}: nothing was changed",
+            f"unknown instance type {size!r} in {scope}: nothing was changed",
             hint="use an EC2 instance type such as t3.large or m7i.xlarge",
         )
     wanted = types[size]
@@ -454,7 +456,7 @@ async def _resize_fleet(
     )
     checks = [f"{size} exists ({wanted.vcpus} vCPUs, {'/'.join(wanted.architectures)})"]
     if delta > 0 and is_standard_on_demand(size):
-        checks += await _ec2_vcpus(ports, region, delta, f"{len(resize)} × {size}")
+        checks += await _ec2_vcpus(ports, scope, delta, f"{len(resize)} × {size}")
     template = await fleet.template()
     changes = [
         "one instance at a time: deregister, drain, stop, change the type, start, "
@@ -483,7 +485,7 @@ async def _resize_fleet(
             try:
                 if instance.state == "stopped":
                     # Not serving: change the type and leave it stopped.
-                    await ports.ec2.set_instance_type(region, instance.id, size)
+                    await ports.ec2.set_instance_type(scope, instance.id, size)
                     await job.progress(f"{label} {instance.id} (stopped): → {size}")
                 else:
                     await fleet.others_healthy(instance.id, serving)
@@ -496,7 +498,7 @@ async def _resize_fleet(
                 ) from None
             done.append(instance_id)
             await job.save_state(resized=done)
-        version = await ports.ec2.set_template_instance_type(region, template, size)
+        version = await ports.ec2.set_template_instance_type(scope, template, size)
         return Message(
             text=f"{name} in {env_name} now runs {size}: {', '.join(done)} resized one at a "
             f"time; launch template {template.name} v{version} is the default"
@@ -528,7 +530,7 @@ async def _resize_database(
 ) -> Plan | Message:
     ports = ctx.services
     env_name = ctx.command.word("env")
-    region = env.region
+    scope = env.scope
     if database.cluster is None:
         raise Refused(
             f"databases.{name}.cluster is not set for {env_name}: I do not know which "
@@ -536,16 +538,14 @@ async def _resize_database(
         )
     if not size.startswith("db."):
         raise Refused(f"{size!r} is not a DB instance class (they look like db.r6g.xlarge)")
-    cluster = await ports.rds.cluster(region, database.cluster)
-    available = await ports.rds.class_available(region, cluster.engine, size)
+    cluster = await ports.rds.cluster(scope, database.cluster)
+    available = await ports.rds.class_available(scope, cluster.engine, size)
     if available is False:
-        raise Refused(
-            f"{size} is not offered for {cluster.engine} in {region}: nothing was changed"
-        )
+        raise Refused(f"{size} is not offered for {cluster.engine} in {scope}: nothing was changed")
     checks = (
         [f"{size} is offered for {cluster.engine}"]
         if available
-        else [f"{size}: AWS lists no options for {cluster.engine} in {region}, not confirmed"]
+        else [f"{size}: AWS lists no options for {cluster.engine} in {scope}, not confirmed"]
     )
     # Readers first: the writer changes last, so reads keep being served meanwhile.
     members = sorted(cluster.members, key=lambda m: (bool(m.writer), m.id))
@@ -571,7 +571,7 @@ async def _resize_database(
         lines: list[str] = []
         for member in resize:
             role = _role(member)
-            changed = await ports.rds.modify_class(region, member.id, size, apply_now=apply_now)
+            changed = await ports.rds.modify_class(scope, member.id, size, apply_now=apply_now)
             if not apply_now:
                 pending = changed.pending_class or size
                 lines.append(f"{member.id} ({role}): {member.instance_class} → {pending} pending")
@@ -579,7 +579,7 @@ async def _resize_database(
             await job.progress(f"{member.id} ({role}): {member.instance_class} → {size}, modifying")
 
             async def applied(instance_id: str = member.id) -> bool | None:
-                now = await ports.rds.instance(region, instance_id)
+                now = await ports.rds.instance(scope, instance_id)
                 return True if now.status == "available" and now.instance_class == size else None
 
             await wait_until(

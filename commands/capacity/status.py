@@ -35,12 +35,16 @@ async def status(ctx: Context) -> Message:
     env = ctx.services.config.environment(env_name)
     service = ctx.services.config.service(name, env_name)
     if service.ecs is not None:
-        state = await ctx.services.ecs.describe_service(env.region, service.ecs)
-        return Message(
+        state = await ctx.services.ecs.describe_service(env.scope, service.ecs)
+        message = Message(
             text=f"{name} in {env_name} (ECS {state.cluster}/{state.service})",
             fields=describe_ecs(state),
         )
-    return await service_status(ctx, name, env_name, service)
+    else:
+        message = await service_status(ctx, name, env_name, service)
+    # Which account was read: with a role per environment, not always the same one.
+    message.fields["account"] = await ctx.services.accounts.account(env.scope)
+    return message
 
 
 SPECS = [

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-from bot.config import EcsTarget
+from bot.config import AwsScope, EcsTarget
 from bot.errors import KajitoriError, OperationFailed, Refused
 from bot.grammar import format_duration
 from bot.jobs.context import JobContext, JobInterrupted
@@ -61,7 +61,7 @@ class EcsService:
 
     name: str
     env: str
-    region: str
+    scope: AwsScope
     target: EcsTarget
     timeout: timedelta
 
@@ -79,7 +79,7 @@ def _ecs_service(services: Services, name: str, env: str, verb: str) -> EcsServi
     service = services.config.service(name, env)
     if service.ecs is None:
         raise Refused(f"{verb} works on ECS services; {name} in {env} is a {service.kind} service")
-    return EcsService(name, env, environment.region, service.ecs, service.timeout)
+    return EcsService(name, env, environment.scope, service.ecs, service.timeout)
 
 
 def _short_image(image: str) -> str:
@@ -91,13 +91,15 @@ async def _require_image(ecs: EcsPort, service: EcsService, image: str) -> EcrIm
     """The image's ECR entry; Refused, naming recent tags, when its tag is not there."""
     repository = service.target.repository or image_repository(image)
     registry = ecr_registry(image)
-    region, registry_id = (registry[1], registry[0]) if registry else (service.region, None)
+    scope, registry_id = (
+        (service.scope.in_region(registry[1]), registry[0]) if registry else (service.scope, None)
+    )
     tag = image_tag(image)
-    found = await ecs.find_image(region, repository, tag, registry_id)
+    found = await ecs.find_image(scope, repository, tag, registry_id)
     if found is None:
-        recent = await ecs.recent_tags(region, repository, registry_id)
+        recent = await ecs.recent_tags(scope, repository, registry_id)
         raise Refused(
-            f"image tag {tag!r} is not in ECR repository {repository} ({region}); "
+            f"image tag {tag!r} is not in ECR repository {repository} ({scope}); "
             "nothing was changed",
             hint=f"recent tags: {', '.join(recent)}" if recent else None,
         )
@@ -134,10 +136,10 @@ async def deploy(ctx: Context) -> Plan:
     version = command.word("version")
     service = _ecs_service(ctx.services, command.word("service"), command.word("env"), "deploy")
     ecs = ctx.services.ecs
-    state = await ecs.describe_service(service.region, service.target)
+    state = await ecs.describe_service(service.scope, service.target)
     new_image = image_with_tag(state.image, version)
     image = await _require_image(ecs, service, new_image)
-    next_revision = await ecs.next_revision(service.region, state.task_definition)
+    next_revision = await ecs.next_revision(service.scope, state.task_definition)
     same = " (same tag: new tasks replace the running ones)" if state.image == new_image else ""
     changes = [
         f"image of container {service.target.container}: "
@@ -249,7 +251,7 @@ async def rollback(ctx: Context) -> Plan:
     service = _ecs_service(services, command.word("service"), command.word("env"), "rollback")
     wanted = command.optional_word("version")
     ecs = services.ecs
-    state = await ecs.describe_service(service.region, service.target)
+    state = await ecs.describe_service(service.scope, service.target)
     records = await services.store.list_deploys(service.name, service.env, limit=HISTORY_DEPTH)
     if wanted is None:
         known = previous_version(records, state)
@@ -276,7 +278,7 @@ async def rollback(ctx: Context) -> Plan:
             f"{service.name} in {service.env} already runs {known.version} ({state.revision})"
         )
     definition = await ecs.describe_task_definition(
-        service.region, known.task_definition, service.target.container
+        service.scope, known.task_definition, service.target.container
     )
     if definition.status != "ACTIVE":
         raise Refused(
@@ -353,7 +355,7 @@ class RolloutJob:
         if job.resumed_from is not None:
             record = await self._recorded(job)
         else:
-            state = await ecs.describe_service(service.region, service.target)
+            state = await ecs.describe_service(service.scope, service.target)
             record = DeployRecord(
                 id=await store.next_id("deploy"),
                 service=service.name,
@@ -378,7 +380,7 @@ class RolloutJob:
                 deployment_id = await self._resume_point(job, record)
             watcher = RolloutWatcher(
                 ecs,
-                service.region,
+                service.scope,
                 service.target,
                 deployment_id,
                 report=job.progress,
@@ -440,7 +442,7 @@ class RolloutJob:
         task_definition = self.task_definition
         if task_definition is None:
             task_definition = await ecs.register_image_revision(
-                service.region, state.task_definition, service.target.container, self.image
+                service.scope, state.task_definition, service.target.container, self.image
             )
             record.task_definition = task_definition
             await store.put_deploy(record)
@@ -452,7 +454,7 @@ class RolloutJob:
         # service to learn whether it changed. The write also fails when this replica has
         # lost the job, so a runner that stalled past its lease changes nothing.
         await job.save_state(updating=True)
-        deployment_id = await ecs.update_service(service.region, service.target, task_definition)
+        deployment_id = await ecs.update_service(service.scope, service.target, task_definition)
         await job.save_state(task_definition=task_definition, deployment=deployment_id)
         await job.progress(
             f"ECS deployment {deployment_id} started: {state.revision} → "
@@ -480,7 +482,7 @@ class RolloutJob:
         deployment_id = job.state.get("deployment")
         target = job.state.get("task_definition") or record.task_definition
         if deployment_id is None:
-            current = await job.services.ecs.describe_service(service.region, service.target)
+            current = await job.services.ecs.describe_service(service.scope, service.target)
             primary = current.primary
             if not (
                 job.state.get("updating")
@@ -536,7 +538,7 @@ class RolloutJob:
             # The reasons help, but must not hide what ECS did when they cannot be read.
             try:
                 stopped = await services.ecs.stopped_tasks(
-                    service.region, service.target, started_by=ours.id
+                    service.scope, service.target, started_by=ours.id
                 )
             except Exception:
                 log.exception("reading the stopped tasks of %s failed", ours.id)
