@@ -284,9 +284,7 @@ def account_policy(
             unknown_subnets = unknown_subnets or not fleet.subnets
             # By name: a group's ARN ends in an id AWS picks, which a re-created group changes.
             name = fleet.target_group_arn.split(":targetgroup/", 1)[-1].split("/", 1)[0]
-            target_groups.append(
-                _arn(p, "elasticloadbalancing", r, a, f"targetgroup/{name}/*")
-            )
+            target_groups.append(_arn(p, "elasticloadbalancing", r, a, f"targetgroup/{name}/*"))
             instance_roles.extend(fleet.pass_roles)
             fleet_services.append(fleet.service)
             fleet_envs.append(env.env)
