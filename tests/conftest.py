@@ -22,6 +22,7 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "ap-northeast-1")
 # Record every call of kajitori's AWS clients (tests/support/aws_calls.py).
 os.environ.setdefault("BOTOCORE_EXPERIMENTAL__PLUGINS", "kajitori_calls=tests.support.aws_calls")
+os.environ["KAJITORI_RECORD_PID"] = str(os.getpid())
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
