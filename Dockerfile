@@ -1,14 +1,25 @@
 # syntax=docker/dockerfile:1
-FROM python:3.11-slim-bookworm AS build
+# The base image by digest, so that a rebuild starts from the same bytes (python:3.11-slim
+# on Debian 12). To move to a newer one: `docker buildx imagetools inspect
+# python:3.11-slim-bookworm`, then change both FROM lines (docs/operations.md).
+ARG PYTHON_IMAGE=python:3.11.10-slim-bookworm@sha256:5148c0e4bbb64271bca1d3322360ebf4bfb7564507ae32dd639322e4952a6b16
+
+FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
+# Dependencies first, from the lock file with their hashes, wheels only: nothing is
+# compiled, so neither stage needs a compiler.
+COPY requirements.lock ./
+RUN python -m venv /opt/kajitori \
+    && /opt/kajitori/bin/pip install --no-cache-dir --require-hashes --only-binary=:all: \
+       --no-deps -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY bot ./bot
 COPY commands ./commands
 COPY adapters ./adapters
-RUN python -m venv /opt/kajitori \
-    && /opt/kajitori/bin/pip install --no-cache-dir .
+RUN /opt/kajitori/bin/pip install --no-cache-dir --no-deps --no-build-isolation . \
+    && /opt/kajitori/bin/pip uninstall --yes pip setuptools
 
-FROM python:3.11-slim-bookworm
+FROM ${PYTHON_IMAGE}
 RUN groupadd --system --gid 10001 kajitori \
     && useradd --system --uid 10001 --gid kajitori --home-dir /var/lib/kajitori --create-home kajitori
 COPY --from=build /opt/kajitori /opt/kajitori

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 APT_PACKAGES := mariadb-server mariadb-client openssh-server openssh-client
 
-.PHONY: demo test lint typecheck unit system-packages venv bench clean
+.PHONY: demo test lint typecheck unit system-packages venv bench clean lock
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/hadolint Dockerfile
+	$(BIN)/cfn-lint deploy/cloudformation/kajitori.yaml deploy/dynamodb-table.yaml
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -40,6 +41,11 @@ unit: $(STAMP)
 
 test: system-packages $(STAMP) lint typecheck
 	$(BIN)/pytest -q -p no:cacheprovider
+
+# The image's dependencies (Dockerfile): uv.lock, and requirements.lock exported from it.
+lock: $(STAMP)
+	$(BIN)/uv lock
+	$(BIN)/uv export --format requirements-txt --no-emit-project --no-dev --frozen -o requirements.lock
 
 bench: $(STAMP)
 	$(BIN)/python bench/limits_fanout.py

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from adapters.aws import doctor as aws_doctor
+from adapters.aws import iam_policy
 from adapters.aws.capacity import AwsAutoScaling, AwsDatabases, AwsEc2, AwsTargetGroups
 from adapters.aws.clients import AwsClients, explain_aws_failure
 from adapters.aws.ecs import AwsEcs
@@ -139,6 +141,7 @@ async def build_bot(
         endpoint_url=settings.aws_endpoint_url,
         retry_mode=config.aws.retry_mode,
         max_attempts=retries,
+        **aws_access(config),
     )
     aws.add_client_hook(metrics.observe_aws_client)
     closers: list[Closer] = [aws.close]
@@ -194,6 +197,7 @@ async def build_bot(
             quotas=AwsQuotas(aws),
             db_sessions=db_sessions,
             read_queries=read_queries,
+            accounts=aws,
             polling=polling or Polling(),
             explain_failure=explain_aws_failure,
         )
@@ -284,6 +288,76 @@ async def serve(
         await server.run(app, host=host, port=port)
     finally:
         await bot.close()
+
+
+def aws_clients(config: Config, settings: Settings) -> AwsClients:
+    """The AWS clients alone (`doctor`, `iam-policy`), as the bot would build them."""
+    return AwsClients(
+        endpoint_url=settings.aws_endpoint_url,
+        retry_mode=config.aws.retry_mode,
+        max_attempts=config.aws.max_attempts - 1,
+        **aws_access(config),
+    )
+
+
+async def doctor(config: Config, settings: Settings) -> list[aws_doctor.AccessCheck]:
+    """`kajitori doctor`: each environment's AWS access, checked."""
+    aws = aws_clients(config, settings)
+    try:
+        return await aws_doctor.check_all(aws, config)
+    finally:
+        await aws.close()
+
+
+@dataclass
+class GeneratedPolicies:
+    policies: dict[str, dict[str, Any]]  # by account id
+    accounts: dict[str, str]  # environment -> account
+    external_ids: dict[str, list[str]]  # account -> the external ids its roles expect
+    notes: list[str]
+
+
+async def generate_policies(
+    config: Config, settings: Settings, envs: Sequence[str]
+) -> GeneratedPolicies:
+    """`kajitori iam-policy`: the policies for `envs`, from what AWS says they are; the
+    account kajitori runs in also gets its own needs when one of `envs` uses its
+    credentials, or when all environments are asked for."""
+    aws = aws_clients(config, settings)
+    try:
+        facts = await iam_policy.discover(aws, config, envs)
+        everything = set(envs) == set(config.environments)
+        runtime = None
+        if everything or any(f.role_arn is None for f in facts):
+            first = config.environment(envs[0]).region
+            runtime = iam_policy.RuntimeFacts(
+                account=await aws.account(first),
+                table=iam_policy.dynamodb_table(config.store, first),
+                roles=sorted({f.role_arn for f in facts if f.role_arn}),
+            )
+    finally:
+        await aws.close()
+    external: dict[str, list[str]] = {}
+    for fact in facts:
+        aws_config = config.environment(fact.env).aws
+        if aws_config is not None and aws_config.external_id:
+            external.setdefault(fact.account, []).append(aws_config.external_id)
+    return GeneratedPolicies(
+        policies=iam_policy.policies(config, facts, runtime),
+        accounts={f.env: f.account for f in facts},
+        external_ids=external,
+        notes=[note for f in facts for note in f.notes],
+    )
+
+
+def aws_access(config: Config) -> dict[str, Any]:
+    """The `AwsClients` arguments that give each environment its role (if it has one)."""
+    return {
+        "roles": {name: env.aws for name, env in config.environments.items() if env.aws},
+        "regions": {name: env.region for name, env in config.environments.items()},
+        "session_duration": config.aws.session_duration,
+        "refresh_margin": config.aws.refresh_margin,
+    }
 
 
 def _runner_name() -> str:

@@ -1,4 +1,5 @@
-"""The `kajitori` command line: serve, shell, run, demo, sandbox, check-config."""
+"""The `kajitori` command line: serve, shell, run, demo, sandbox, check-config, doctor,
+iam-policy."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from adapters.bootstrap import Bot, running_bot
+from adapters.bootstrap import Bot, doctor, generate_policies, running_bot
 from adapters.chat.shell import ShellChat, render
 from bot.config import Config, Settings, default_config_path, load_config
-from bot.errors import ConfigError
+from bot.errors import ConfigError, KajitoriError
+from bot.messages import Table, render_table
 from bot.model import JobStatus, Origin, Outcome
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -146,6 +148,60 @@ def _check_config(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     services = sum(len(e.services) for e in config.environments.values())
     print(f"{path}: ok ({len(config.environments)} environments, {services} services)")
+    roles = [name for name, env in config.environments.items() if env.aws]
+    if roles:
+        print(f"roles to assume: {', '.join(roles)}; `kajitori doctor` checks them against AWS")
+    return EXIT_OK
+
+
+async def _doctor(args: argparse.Namespace) -> int:
+    from adapters.aws.doctor import COLUMNS, report_rows
+
+    config = _load(args.config)
+    checks = await doctor(config, Settings())
+    print(render_table(Table(columns=COLUMNS, rows=report_rows(checks))))
+    failed = [c.env for c in checks if not c.ok]
+    if failed:
+        print(f"AWS access not right for: {', '.join(failed)}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"AWS access ok for {len(checks)} environment(s)")
+    return EXIT_OK
+
+
+async def _iam_policy(args: argparse.Namespace) -> int:
+    import json
+
+    from adapters.aws.iam_policy import cloudformation
+
+    config = _load(args.config)
+    if args.env is not None and args.env not in config.environments:
+        known = ", ".join(config.environments)
+        print(f"unknown environment {args.env!r} (known: {known})", file=sys.stderr)
+        return EXIT_USAGE
+    envs = [args.env] if args.env else list(config.environments)
+    generated = await generate_policies(config, Settings(), envs)
+    for note in generated.notes:
+        print(f"note: {note}", file=sys.stderr)
+    policies = generated.policies
+    if args.env:
+        account = generated.accounts[args.env]
+        policies = {account: policies[account]}
+    if args.format == "cloudformation":
+        if len(policies) > 1:
+            accounts = ", ".join(policies)
+            print(
+                f"the config spans several accounts ({accounts}): one stack per account, "
+                "pick its environment with --env",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        [(account, policy)] = policies.items()
+        template = cloudformation(policy, account, generated.external_ids.get(account, []))
+        print(json.dumps(template, indent=2))
+        return EXIT_OK
+    # One account: the policy document itself; several: one document per account id.
+    output = next(iter(policies.values())) if len(policies) == 1 else policies
+    print(json.dumps(output, indent=2))
     return EXIT_OK
 
 
@@ -178,6 +234,14 @@ def parser() -> argparse.ArgumentParser:
     sandbox = sub.add_parser("sandbox", help="the seeded AWS sandbox alone")
     sandbox.add_argument("--port", type=int, default=5055)
     with_config(sub.add_parser("check-config", help="validate the config file"))
+    with_config(sub.add_parser("doctor", help="check each environment's AWS access, as a table"))
+    policy = with_config(
+        sub.add_parser(
+            "iam-policy", help="the least-privilege IAM policy for what the config names"
+        )
+    )
+    policy.add_argument("--env", help="only this environment (and its account)")
+    policy.add_argument("--format", choices=("json", "cloudformation"), default="json")
     return top
 
 
@@ -204,6 +268,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_sandbox(args))
         if args.command == "serve":
             return asyncio.run(_serve(args))
+        if args.command == "doctor":
+            return asyncio.run(_doctor(args))
+        if args.command == "iam-policy":
+            return asyncio.run(_iam_policy(args))
         config = _load(args.config)
         member = args.as_member or _default_member()
         text = args.text if args.command == "run" else None
@@ -211,6 +279,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         for line in error.errors:
             print(line, file=sys.stderr)
+        return EXIT_FAILED
+    except KajitoriError as error:
+        print(str(error), file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130

@@ -7,6 +7,7 @@ import os
 import re
 import types
 import typing
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -18,6 +19,7 @@ from pydantic import (
     ByteSize,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     model_validator,
@@ -65,6 +67,9 @@ class EcsTarget(Strict):
     container: str
     # ECR repository of the container's image; by default read from the image URI.
     repository: str | None = None
+    # Roles a new task definition revision may run as, besides those of the current one
+    # (`kajitori iam-policy` allows passing exactly these to ECS).
+    pass_roles: list[str] = Field(default_factory=list)
 
 
 class FleetTarget(Strict):
@@ -74,6 +79,9 @@ class FleetTarget(Strict):
     target_group: str
     subnets: list[str] = Field(default_factory=list)
     max_instances: int = 20
+    # The role of the launch template's instance profile (`kajitori iam-policy` allows
+    # passing exactly these to EC2).
+    pass_roles: list[str] = Field(default_factory=list)
 
 
 class AsgTarget(Strict):
@@ -143,11 +151,81 @@ class Database(Strict):
         return self
 
 
+_ROLE_ARN = re.compile(r"^arn:aws(?:-[a-z]+)*:iam::(\d{12}):role/[\w+=,.@/-]{1,512}$")
+_SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$")
+_EXTERNAL_ID = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
+
+
+class EnvironmentAws(Strict):
+    """The role kajitori assumes for one environment (its own account, as a rule), on top
+    of the credentials it runs with (task role, IRSA, profile, environment variables)."""
+
+    role_arn: str
+    external_id: str | None = None
+    session_name: str = "kajitori"
+    # The account the role must land in; by default the role ARN's.
+    account_id: str | None = None
+
+    @model_validator(mode="after")
+    def _valid(self) -> EnvironmentAws:
+        match = _ROLE_ARN.match(self.role_arn)
+        if match is None:
+            raise ValueError(
+                f"role_arn {self.role_arn!r} is not an IAM role ARN "
+                "(arn:aws:iam::123456789012:role/NAME)"
+            )
+        if self.account_id is not None and not re.fullmatch(r"\d{12}", self.account_id):
+            raise ValueError(f"account_id {self.account_id!r} is not a 12-digit AWS account id")
+        if self.account_id is not None and self.account_id != match.group(1):
+            raise ValueError(
+                f"account_id {self.account_id} is not the account of role_arn ({match.group(1)})"
+            )
+        if not _SESSION_NAME.match(self.session_name):
+            raise ValueError("session_name must be 2 to 64 letters, digits or any of _+=,.@-")
+        if self.external_id is not None and not _EXTERNAL_ID.match(self.external_id):
+            raise ValueError("external_id must be 2 to 1224 letters, digits or any of _+=,.@:/-")
+        return self
+
+    @property
+    def account(self) -> str:
+        """The account the role belongs to."""
+        match = _ROLE_ARN.match(self.role_arn)
+        assert match is not None  # checked at validation
+        return match.group(1)
+
+
+@dataclass(frozen=True)
+class AwsScope:
+    """Where an AWS call goes: the environment (whose role gives the account) and the
+    region. `env` None: the credentials kajitori runs with."""
+
+    env: str | None
+    region: str
+
+    def in_region(self, region: str) -> AwsScope:
+        return AwsScope(self.env, region)
+
+    def __str__(self) -> str:
+        # What a person reads as "where": the region (the account is said where it matters).
+        return self.region
+
+
 class Environment(Strict):
     region: str
     protected: bool = False
+    aws: EnvironmentAws | None = None
     services: dict[str, Service] = Field(default_factory=dict)
     databases: dict[str, Database] = Field(default_factory=dict)
+    _name: str | None = PrivateAttr(default=None)
+
+    @property
+    def name(self) -> str | None:
+        return self._name
+
+    @property
+    def scope(self) -> AwsScope:
+        """Where this environment's AWS calls go."""
+        return AwsScope(self._name, self.region)
 
 
 class Access(Strict):
@@ -179,10 +257,22 @@ class Jobs(Strict):
 
 
 class AwsConfig(Strict):
-    """botocore's retries for every AWS client (the DynamoDB store's too)."""
+    """botocore's retries for every AWS client (the DynamoDB store's too), and how long
+    the credentials of an environment's role last and how early they are renewed."""
 
     retry_mode: Literal["standard", "adaptive"] = "standard"
     max_attempts: int = Field(default=5, ge=1, le=20)
+    session_duration: Duration = timedelta(hours=1)
+    refresh_margin: Duration = timedelta(minutes=15)
+
+    @model_validator(mode="after")
+    def _valid(self) -> AwsConfig:
+        seconds = self.session_duration.total_seconds()
+        if not 900 <= seconds <= 43200:
+            raise ValueError("session_duration must be between 15m and 12h (AWS's limits)")
+        if not timedelta(0) < self.refresh_margin < self.session_duration:
+            raise ValueError("refresh_margin must be above 0 and below session_duration")
+        return self
 
 
 class SlackConfig(Strict):
@@ -249,6 +339,15 @@ class Config(Strict):
     aws: AwsConfig = AwsConfig()
     triggers: list[Trigger] = Field(default_factory=list)
     quota_watch: QuotaWatch | None = None
+
+    @model_validator(mode="after")
+    def _name_environments(self) -> Config:
+        for name, env in self.environments.items():
+            env._name = name
+        return self
+
+    def scope(self, env: str) -> AwsScope:
+        return self.environment(env).scope
 
     def environment(self, name: str) -> Environment:
         from bot.errors import Refused

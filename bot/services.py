@@ -15,6 +15,7 @@ from bot.config import Config
 from bot.errors import Explain
 from bot.notifier import Notifier
 from bot.polling import Polling
+from bot.ports.accounts import AccountPort
 from bot.ports.capacity import (
     AutoScalingPort,
     DatabaseCapacityPort,
@@ -61,6 +62,7 @@ class Services(Core):
     quotas: QuotaPort
     db_sessions: DatabaseSessions
     read_queries: ReadQueries
+    accounts: AccountPort
     polling: Polling = field(default_factory=Polling)
     # Words for an unexpected error a person can understand (AWS throttling after retries).
     explain_failure: Explain = unexplained

@@ -12,6 +12,7 @@ from botocore.exceptions import ClientError
 
 from adapters.aws.clients import AwsClients
 from adapters.aws.quotas import describe_instance_types, error_code, error_message
+from bot.config import AwsScope
 from bot.errors import OperationFailed, Refused
 from bot.ports.capacity import (
     ENV_TAG,
@@ -54,27 +55,29 @@ def _instance(raw: dict[str, Any]) -> Instance:
 class AwsEc2:
     def __init__(self, clients: AwsClients) -> None:
         self._clients = clients
-        # Launch template data by (region, id, version): RunInstances needs its network
+        # Launch template data by (scope, id, version): RunInstances needs its network
         # interface, which the port's model leaves out.
-        self._template_data: dict[tuple[str, str, int], dict[str, Any]] = {}
+        self._template_data: dict[tuple[AwsScope, str, int], dict[str, Any]] = {}
 
-    async def _ec2(self, region: str) -> Any:
-        return await self._clients.client("ec2", region)
+    async def _ec2(self, scope: AwsScope) -> Any:
+        return await self._clients.client("ec2", scope)
 
-    async def instance_types(self, region: str, names: Sequence[str]) -> dict[str, InstanceType]:
-        return await describe_instance_types(await self._ec2(region), names)
+    async def instance_types(
+        self, scope: AwsScope, names: Sequence[str]
+    ) -> dict[str, InstanceType]:
+        return await describe_instance_types(await self._ec2(scope), names)
 
-    async def _describe(self, region: str, **kwargs: Any) -> list[Instance]:
-        ec2 = await self._ec2(region)
+    async def _describe(self, scope: AwsScope, **kwargs: Any) -> list[Instance]:
+        ec2 = await self._ec2(scope)
         found: list[Instance] = []
         async for page in ec2.get_paginator("describe_instances").paginate(**kwargs):
             for reservation in page.get("Reservations", []):
                 found.extend(_instance(raw) for raw in reservation.get("Instances", []))
         return found
 
-    async def fleet_instances(self, region: str, service: str, env: str) -> list[Instance]:
+    async def fleet_instances(self, scope: AwsScope, service: str, env: str) -> list[Instance]:
         return await self._describe(
-            region,
+            scope,
             Filters=[
                 {"Name": f"tag:{SERVICE_TAG}", "Values": [service]},
                 {"Name": f"tag:{ENV_TAG}", "Values": [env]},
@@ -82,26 +85,26 @@ class AwsEc2:
             ],
         )
 
-    async def instances(self, region: str, ids: Sequence[str]) -> list[Instance]:
+    async def instances(self, scope: AwsScope, ids: Sequence[str]) -> list[Instance]:
         if not ids:
             return []
         # A filter, unlike InstanceIds, leaves out ids EC2 no longer knows instead of failing.
         try:
             return await self._describe(
-                region, Filters=[{"Name": "instance-id", "Values": list(ids)}]
+                scope, Filters=[{"Name": "instance-id", "Values": list(ids)}]
             )
         except ClientError as error:
             raise _failed("DescribeInstances", error) from None
 
-    async def launch_template(self, region: str, name: str) -> LaunchTemplate:
-        ec2 = await self._ec2(region)
+    async def launch_template(self, scope: AwsScope, name: str) -> LaunchTemplate:
+        ec2 = await self._ec2(scope)
         try:
             response = await ec2.describe_launch_template_versions(
                 LaunchTemplateName=name, Versions=["$Default"]
             )
         except ClientError as error:
             raise Refused(
-                f"launch template {name!r} not found in {region} ({error_code(error)})",
+                f"launch template {name!r} not found in {scope.region} ({error_code(error)})",
                 hint="check environments.*.services.*.fleet.launch_template in the config",
             ) from None
         version = response["LaunchTemplateVersions"][0]
@@ -115,13 +118,13 @@ class AwsEc2:
             subnets=[i["SubnetId"] for i in interfaces if i.get("SubnetId")],
             network_interfaces=bool(interfaces),
         )
-        self._template_data[(region, template.id, template.version)] = data
+        self._template_data[(scope, template.id, template.version)] = data
         return template
 
-    async def subnets(self, region: str, ids: Sequence[str]) -> list[Subnet]:
+    async def subnets(self, scope: AwsScope, ids: Sequence[str]) -> list[Subnet]:
         if not ids:
             return []
-        ec2 = await self._ec2(region)
+        ec2 = await self._ec2(scope)
         try:
             response = await ec2.describe_subnets(SubnetIds=list(ids))
         except ClientError as error:
@@ -133,7 +136,7 @@ class AwsEc2:
 
     async def launch(
         self,
-        region: str,
+        scope: AwsScope,
         template: LaunchTemplate,
         *,
         count: int,
@@ -141,7 +144,7 @@ class AwsEc2:
         tags: dict[str, str],
         token: str,
     ) -> list[str]:
-        ec2 = await self._ec2(region)
+        ec2 = await self._ec2(scope)
         request: dict[str, Any] = {
             "LaunchTemplate": {"LaunchTemplateId": template.id, "Version": str(template.version)},
             "MinCount": count,
@@ -158,7 +161,7 @@ class AwsEc2:
             if template.network_interfaces:
                 # A subnet on the request and interfaces in the template conflict; the
                 # subnet goes into a copy of the template's first interface instead.
-                data = self._template_data.get((region, template.id, template.version), {})
+                data = self._template_data.get((scope, template.id, template.version), {})
                 first = dict((data.get("NetworkInterfaces") or [{}])[0])
                 for key in ("NetworkInterfaceId", "PrivateIpAddress", "PrivateIpAddresses"):
                     first.pop(key, None)
@@ -172,26 +175,28 @@ class AwsEc2:
             raise _failed(f"RunInstances from {template.name}", error) from None
         return [i["InstanceId"] for i in response.get("Instances", [])]
 
-    async def start(self, region: str, ids: Sequence[str]) -> None:
+    async def start(self, scope: AwsScope, ids: Sequence[str]) -> None:
         try:
-            await (await self._ec2(region)).start_instances(InstanceIds=list(ids))
+            await (await self._ec2(scope)).start_instances(InstanceIds=list(ids))
         except ClientError as error:
             raise _failed(f"StartInstances {', '.join(ids)}", error) from None
 
-    async def stop(self, region: str, ids: Sequence[str]) -> None:
+    async def stop(self, scope: AwsScope, ids: Sequence[str]) -> None:
         try:
-            await (await self._ec2(region)).stop_instances(InstanceIds=list(ids))
+            await (await self._ec2(scope)).stop_instances(InstanceIds=list(ids))
         except ClientError as error:
             raise _failed(f"StopInstances {', '.join(ids)}", error) from None
 
-    async def terminate(self, region: str, ids: Sequence[str]) -> None:
+    async def terminate(self, scope: AwsScope, ids: Sequence[str]) -> None:
         try:
-            await (await self._ec2(region)).terminate_instances(InstanceIds=list(ids))
+            await (await self._ec2(scope)).terminate_instances(InstanceIds=list(ids))
         except ClientError as error:
             raise _failed(f"TerminateInstances {', '.join(ids)}", error) from None
 
-    async def set_instance_type(self, region: str, instance_id: str, instance_type: str) -> None:
-        ec2 = await self._ec2(region)
+    async def set_instance_type(
+        self, scope: AwsScope, instance_id: str, instance_type: str
+    ) -> None:
+        ec2 = await self._ec2(scope)
         try:
             await ec2.modify_instance_attribute(
                 InstanceId=instance_id, InstanceType={"Value": instance_type}
@@ -200,9 +205,9 @@ class AwsEc2:
             raise _failed(f"changing {instance_id} to {instance_type}", error) from None
 
     async def set_template_instance_type(
-        self, region: str, template: LaunchTemplate, instance_type: str
+        self, scope: AwsScope, template: LaunchTemplate, instance_type: str
     ) -> int:
-        ec2 = await self._ec2(region)
+        ec2 = await self._ec2(scope)
         try:
             created = await ec2.create_launch_template_version(
                 LaunchTemplateId=template.id,
@@ -223,34 +228,34 @@ class AwsTargetGroups:
     def __init__(self, clients: AwsClients) -> None:
         self._clients = clients
 
-    async def arn(self, region: str, name: str) -> str:
-        elbv2 = await self._clients.client("elbv2", region)
+    async def arn(self, scope: AwsScope, name: str) -> str:
+        elbv2 = await self._clients.client("elbv2", scope)
         try:
             response = await elbv2.describe_target_groups(Names=[name])
         except ClientError as error:
             raise Refused(
-                f"target group {name!r} not found in {region} ({error_code(error)})",
+                f"target group {name!r} not found in {scope.region} ({error_code(error)})",
                 hint="check environments.*.services.*.fleet.target_group in the config",
             ) from None
         return str(response["TargetGroups"][0]["TargetGroupArn"])
 
-    async def register(self, region: str, arn: str, ids: Sequence[str]) -> None:
-        elbv2 = await self._clients.client("elbv2", region)
+    async def register(self, scope: AwsScope, arn: str, ids: Sequence[str]) -> None:
+        elbv2 = await self._clients.client("elbv2", scope)
         try:
             await elbv2.register_targets(TargetGroupArn=arn, Targets=[{"Id": i} for i in ids])
         except ClientError as error:
             raise _failed(f"registering {', '.join(ids)}", error) from None
 
-    async def deregister(self, region: str, arn: str, ids: Sequence[str]) -> None:
-        elbv2 = await self._clients.client("elbv2", region)
+    async def deregister(self, scope: AwsScope, arn: str, ids: Sequence[str]) -> None:
+        elbv2 = await self._clients.client("elbv2", scope)
         try:
             await elbv2.deregister_targets(TargetGroupArn=arn, Targets=[{"Id": i} for i in ids])
         except ClientError as error:
             if error_code(error) != "InvalidTarget":  # not registered: nothing to drain
                 raise _failed(f"deregistering {', '.join(ids)}", error) from None
 
-    async def health(self, region: str, arn: str) -> list[TargetHealth]:
-        elbv2 = await self._clients.client("elbv2", region)
+    async def health(self, scope: AwsScope, arn: str) -> list[TargetHealth]:
+        elbv2 = await self._clients.client("elbv2", scope)
         response = await elbv2.describe_target_health(TargetGroupArn=arn)
         return [
             TargetHealth(
@@ -266,7 +271,7 @@ class AwsAutoScaling:
     def __init__(self, clients: AwsClients) -> None:
         self._clients = clients
 
-    async def _instance_type(self, region: str, group: dict[str, Any]) -> str | None:
+    async def _instance_type(self, scope: AwsScope, group: dict[str, Any]) -> str | None:
         spec = group.get("LaunchTemplate")
         mixed = group.get("MixedInstancesPolicy", {}).get("LaunchTemplate", {})
         if spec is None and mixed:
@@ -275,7 +280,7 @@ class AwsAutoScaling:
                 return str(overrides[0]["InstanceType"])
             spec = mixed.get("LaunchTemplateSpecification")
         if spec is not None:
-            ec2 = await self._clients.client("ec2", region)
+            ec2 = await self._clients.client("ec2", scope)
             selector = (
                 {"LaunchTemplateId": spec["LaunchTemplateId"]}
                 if spec.get("LaunchTemplateId")
@@ -291,7 +296,7 @@ class AwsAutoScaling:
             return None
         name = group.get("LaunchConfigurationName")
         if name:
-            autoscaling = await self._clients.client("autoscaling", region)
+            autoscaling = await self._clients.client("autoscaling", scope)
             response = await autoscaling.describe_launch_configurations(
                 LaunchConfigurationNames=[name]
             )
@@ -299,13 +304,13 @@ class AwsAutoScaling:
             return str(configurations[0]["InstanceType"]) if configurations else None
         return None
 
-    async def group(self, region: str, name: str) -> AutoScalingGroup:
-        autoscaling = await self._clients.client("autoscaling", region)
+    async def group(self, scope: AwsScope, name: str) -> AutoScalingGroup:
+        autoscaling = await self._clients.client("autoscaling", scope)
         response = await autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])
         groups = response.get("AutoScalingGroups", [])
         if not groups:
             raise Refused(
-                f"Auto Scaling group {name!r} not found in {region}",
+                f"Auto Scaling group {name!r} not found in {scope.region}",
                 hint="check environments.*.services.*.asg.name in the config",
             )
         raw = groups[0]
@@ -323,13 +328,13 @@ class AwsAutoScaling:
                 )
                 for i in raw.get("Instances", [])
             ],
-            instance_type=await self._instance_type(region, raw),
+            instance_type=await self._instance_type(scope, raw),
         )
 
     async def set_capacity(
-        self, region: str, name: str, desired: int, max_size: int | None = None
+        self, scope: AwsScope, name: str, desired: int, max_size: int | None = None
     ) -> None:
-        autoscaling = await self._clients.client("autoscaling", region)
+        autoscaling = await self._clients.client("autoscaling", scope)
         request: dict[str, Any] = {"AutoScalingGroupName": name, "DesiredCapacity": desired}
         if max_size is not None:
             request["MaxSize"] = max_size
@@ -355,8 +360,8 @@ class AwsDatabases:
     def __init__(self, clients: AwsClients) -> None:
         self._clients = clients
 
-    async def _describe(self, region: str, instance_id: str) -> dict[str, Any]:
-        rds = await self._clients.client("rds", region)
+    async def _describe(self, scope: AwsScope, instance_id: str) -> dict[str, Any]:
+        rds = await self._clients.client("rds", scope)
         try:
             response = await rds.describe_db_instances(DBInstanceIdentifier=instance_id)
         except ClientError as error:
@@ -364,19 +369,19 @@ class AwsDatabases:
         raw: dict[str, Any] = response["DBInstances"][0]
         return raw
 
-    async def cluster(self, region: str, cluster_id: str) -> DbCluster:
-        rds = await self._clients.client("rds", region)
+    async def cluster(self, scope: AwsScope, cluster_id: str) -> DbCluster:
+        rds = await self._clients.client("rds", scope)
         try:
             response = await rds.describe_db_clusters(DBClusterIdentifier=cluster_id)
         except ClientError as error:
             raise Refused(
-                f"DB cluster {cluster_id!r} not found in {region} ({error_code(error)})",
+                f"DB cluster {cluster_id!r} not found in {scope.region} ({error_code(error)})",
                 hint="check environments.*.databases.*.cluster in the config",
             ) from None
         cluster = response["DBClusters"][0]
         members = cluster.get("DBClusterMembers", [])
         raws = await asyncio.gather(
-            *(self._describe(region, m["DBInstanceIdentifier"]) for m in members)
+            *(self._describe(scope, m["DBInstanceIdentifier"]) for m in members)
         )
         return DbCluster(
             id=cluster_id,
@@ -387,12 +392,14 @@ class AwsDatabases:
             ],
         )
 
-    async def instance(self, region: str, instance_id: str) -> DbInstance:
-        raw = await self._describe(region, instance_id)
+    async def instance(self, scope: AwsScope, instance_id: str) -> DbInstance:
+        raw = await self._describe(scope, instance_id)
         return _db_instance(raw, None)
 
-    async def class_available(self, region: str, engine: str, instance_class: str) -> bool | None:
-        rds = await self._clients.client("rds", region)
+    async def class_available(
+        self, scope: AwsScope, engine: str, instance_class: str
+    ) -> bool | None:
+        rds = await self._clients.client("rds", scope)
         try:
             response = await rds.describe_orderable_db_instance_options(
                 Engine=engine, DBInstanceClass=instance_class, MaxRecords=20
@@ -408,9 +415,9 @@ class AwsDatabases:
         return False if response.get("OrderableDBInstanceOptions") else None
 
     async def modify_class(
-        self, region: str, instance_id: str, instance_class: str, *, apply_now: bool
+        self, scope: AwsScope, instance_id: str, instance_class: str, *, apply_now: bool
     ) -> DbInstance:
-        rds = await self._clients.client("rds", region)
+        rds = await self._clients.client("rds", scope)
         try:
             response = await rds.modify_db_instance(
                 DBInstanceIdentifier=instance_id,

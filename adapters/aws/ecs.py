@@ -7,7 +7,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from adapters.aws.clients import AwsClients
-from bot.config import EcsTarget
+from bot.config import AwsScope, EcsTarget
 from bot.errors import OperationFailed, Refused
 from bot.ports.ecs import (
     VERSION_TAG,
@@ -64,10 +64,10 @@ class AwsEcs:
         self._clients = clients
         # A task definition revision never changes, so a rollout watcher polling the service
         # reads each revision's image once, not once per poll.
-        self._images: dict[tuple[str, str, str], TaskDefinitionInfo] = {}
+        self._images: dict[tuple[AwsScope, str, str], TaskDefinitionInfo] = {}
 
-    async def _describe_raw(self, region: str, target: EcsTarget) -> dict[str, Any]:
-        ecs = await self._clients.client("ecs", region)
+    async def _describe_raw(self, scope: AwsScope, target: EcsTarget) -> dict[str, Any]:
+        ecs = await self._clients.client("ecs", scope)
         response = await ecs.describe_services(cluster=target.cluster, services=[target.service])
         services = response.get("services", [])
         if not services or services[0].get("status") == "INACTIVE":
@@ -80,21 +80,21 @@ class AwsEcs:
         return service
 
     async def _container_image(
-        self, region: str, task_definition: str, container: str
+        self, scope: AwsScope, task_definition: str, container: str
     ) -> TaskDefinitionInfo:
-        key = (region, task_definition, container)
+        key = (scope, task_definition, container)
         info = self._images.get(key)
         if info is None:
-            info = await self.describe_task_definition(region, task_definition, container)
+            info = await self.describe_task_definition(scope, task_definition, container)
             if len(self._images) >= _IMAGE_CACHE_SIZE:
                 self._images.clear()
             self._images[key] = info
         return info
 
     async def _task_definition_raw(
-        self, region: str, task_definition: str, include_tags: bool = False
+        self, scope: AwsScope, task_definition: str, include_tags: bool = False
     ) -> dict[str, Any]:
-        ecs = await self._clients.client("ecs", region)
+        ecs = await self._clients.client("ecs", scope)
         try:
             response = await ecs.describe_task_definition(
                 taskDefinition=task_definition, **({"include": ["TAGS"]} if include_tags else {})
@@ -111,9 +111,9 @@ class AwsEcs:
         return raw
 
     async def describe_task_definition(
-        self, region: str, task_definition: str, container: str
+        self, scope: AwsScope, task_definition: str, container: str
     ) -> TaskDefinitionInfo:
-        raw = await self._task_definition_raw(region, task_definition, include_tags=True)
+        raw = await self._task_definition_raw(scope, task_definition, include_tags=True)
         tags = {t.get("key"): t.get("value") for t in raw.get("tags") or []}
         for definition in raw["containerDefinitions"]:
             if definition["name"] == container:
@@ -129,16 +129,16 @@ class AwsEcs:
             hint="check environments.*.services.*.ecs.container in the config",
         )
 
-    async def next_revision(self, region: str, task_definition: str) -> str:
+    async def next_revision(self, scope: AwsScope, task_definition: str) -> str:
         family = task_definition_name(task_definition).split(":", 1)[0]
-        latest = await self._task_definition_raw(region, family)
+        latest = await self._task_definition_raw(scope, family)
         return f"{family}:{int(latest['revision']) + 1}"
 
     async def register_image_revision(
-        self, region: str, task_definition: str, container: str, image: str, version: str
+        self, scope: AwsScope, task_definition: str, container: str, image: str, version: str
     ) -> str:
-        ecs = await self._clients.client("ecs", region)
-        current = await self._task_definition_raw(region, task_definition, include_tags=True)
+        ecs = await self._clients.client("ecs", scope)
+        current = await self._task_definition_raw(scope, task_definition, include_tags=True)
         # Copy every field RegisterTaskDefinition accepts, so that settings added to ECS
         # later survive a deploy; read-only fields (revision, status, ...) fall out here.
         accepted = ecs.meta.service_model.operation_model("RegisterTaskDefinition").input_shape
@@ -163,9 +163,9 @@ class AwsEcs:
             ) from None
         return str(response["taskDefinition"]["taskDefinitionArn"])
 
-    async def update_service(self, region: str, target: EcsTarget, task_definition: str) -> str:
-        ecs = await self._clients.client("ecs", region)
-        current = await self._describe_raw(region, target)
+    async def update_service(self, scope: AwsScope, target: EcsTarget, task_definition: str) -> str:
+        ecs = await self._clients.client("ecs", scope)
+        current = await self._describe_raw(scope, target)
         configuration = dict(current.get("deploymentConfiguration") or {})
         configuration["deploymentCircuitBreaker"] = {"enable": True, "rollback": True}
         try:
@@ -197,9 +197,9 @@ class AwsEcs:
         return str(primary["id"])
 
     async def stopped_tasks(
-        self, region: str, target: EcsTarget, started_by: str | None = None, limit: int = 20
+        self, scope: AwsScope, target: EcsTarget, started_by: str | None = None, limit: int = 20
     ) -> list[StoppedTask]:
-        ecs = await self._clients.client("ecs", region)
+        ecs = await self._clients.client("ecs", scope)
         listing: dict[str, Any] = {
             "cluster": target.cluster,
             "serviceName": target.service,
@@ -225,9 +225,9 @@ class AwsEcs:
         return [_stopped_task(t) for t in tasks[:limit]]
 
     async def find_image(
-        self, region: str, repository: str, tag: str, registry_id: str | None = None
+        self, scope: AwsScope, repository: str, tag: str, registry_id: str | None = None
     ) -> EcrImage | None:
-        ecr = await self._clients.client("ecr", region)
+        ecr = await self._clients.client("ecr", scope)
         where = {"registryId": registry_id} if registry_id else {}
         image_id = {"imageDigest": tag} if tag.startswith("sha256:") else {"imageTag": tag}
         try:
@@ -240,7 +240,7 @@ class AwsEcs:
                 return None
             if code == "RepositoryNotFoundException":
                 raise Refused(
-                    f"ECR repository {repository!r} not found in {region}",
+                    f"ECR repository {repository!r} not found in {scope.region}",
                     hint="set environments.*.services.*.ecs.repository in the config",
                 ) from None
             raise _aws_refusal("ecr:DescribeImages", error) from None
@@ -255,9 +255,9 @@ class AwsEcs:
         )
 
     async def recent_tags(
-        self, region: str, repository: str, registry_id: str | None = None, limit: int = 5
+        self, scope: AwsScope, repository: str, registry_id: str | None = None, limit: int = 5
     ) -> list[str]:
-        ecr = await self._clients.client("ecr", region)
+        ecr = await self._clients.client("ecr", scope)
         where = {"registryId": registry_id} if registry_id else {}
         images: list[dict[str, Any]] = []
         try:
@@ -272,9 +272,9 @@ class AwsEcs:
         tags = [tag for image in images for tag in image.get("imageTags", [])]
         return tags[:limit]
 
-    async def describe_service(self, region: str, target: EcsTarget) -> EcsServiceState:
-        raw = await self._describe_raw(region, target)
-        info = await self._container_image(region, raw["taskDefinition"], target.container)
+    async def describe_service(self, scope: AwsScope, target: EcsTarget) -> EcsServiceState:
+        raw = await self._describe_raw(scope, target)
+        info = await self._container_image(scope, raw["taskDefinition"], target.container)
         return EcsServiceState(
             cluster=target.cluster,
             service=target.service,
@@ -292,8 +292,8 @@ class AwsEcs:
             ],
         )
 
-    async def describe_capacity(self, region: str, target: EcsTarget) -> EcsCapacity:
-        ecs = await self._clients.client("ecs", region)
+    async def describe_capacity(self, scope: AwsScope, target: EcsTarget) -> EcsCapacity:
+        ecs = await self._clients.client("ecs", scope)
         response = await ecs.describe_services(cluster=target.cluster, services=[target.service])
         services = response.get("services", [])
         if not services or services[0].get("status") == "INACTIVE":
@@ -313,8 +313,8 @@ class AwsEcs:
             task_vcpus=int(cpu) / 1024 if cpu and str(cpu).isdigit() else None,
         )
 
-    async def set_desired_count(self, region: str, target: EcsTarget, count: int) -> None:
-        ecs = await self._clients.client("ecs", region)
+    async def set_desired_count(self, scope: AwsScope, target: EcsTarget, count: int) -> None:
+        ecs = await self._clients.client("ecs", scope)
         try:
             await ecs.update_service(
                 cluster=target.cluster, service=target.service, desiredCount=count

@@ -13,6 +13,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from adapters.aws.clients import AwsClients
+from bot.config import AwsScope
 from bot.errors import KajitoriError, Refused
 from bot.ports.capacity import (
     ALBS_PER_REGION,
@@ -77,8 +78,8 @@ class AwsQuotas:
     def __init__(self, clients: AwsClients) -> None:
         self._clients = clients
 
-    async def quota(self, region: str, service_code: str, code: str) -> Quota:
-        client = await self._clients.client("service-quotas", region)
+    async def quota(self, scope: AwsScope, service_code: str, code: str) -> Quota:
+        client = await self._clients.client("service-quotas", scope)
         applied = True
         try:
             try:
@@ -93,7 +94,7 @@ class AwsQuotas:
                 )
         except ClientError as error:
             raise Refused(
-                f"cannot read quota {code} ({service_code}) in {region}: "
+                f"cannot read quota {code} ({service_code}) in {scope.region}: "
                 f"{error_code(error)}: {error_message(error)}"
             ) from None
         raw = response["Quota"]
@@ -105,8 +106,8 @@ class AwsQuotas:
             applied=applied,
         )
 
-    async def standard_vcpus_in_use(self, region: str) -> int:
-        ec2 = await self._clients.client("ec2", region)
+    async def standard_vcpus_in_use(self, scope: AwsScope) -> int:
+        ec2 = await self._clients.client("ec2", scope)
         types: list[str] = []
         paginator = ec2.get_paginator("describe_instances")
         filters = [{"Name": "instance-state-name", "Values": ["pending", "running"]}]
@@ -121,8 +122,8 @@ class AwsQuotas:
         known = await describe_instance_types(ec2, types)
         return sum(known[t].vcpus for t in types if t in known)
 
-    async def fargate_vcpus_in_use(self, region: str) -> float:
-        ecs = await self._clients.client("ecs", region)
+    async def fargate_vcpus_in_use(self, scope: AwsScope) -> float:
+        ecs = await self._clients.client("ecs", scope)
         clusters: list[str] = []
         async for page in ecs.get_paginator("list_clusters").paginate():
             clusters.extend(page.get("clusterArns", []))
@@ -149,13 +150,13 @@ class AwsQuotas:
 
     # limits
 
-    async def _vcpus(self, region: str) -> list[LimitUsage]:
+    async def _vcpus(self, scope: AwsScope) -> list[LimitUsage]:
         quota, used = await asyncio.gather(
-            self.quota(region, "ec2", EC2_STANDARD_VCPUS), self.standard_vcpus_in_use(region)
+            self.quota(scope, "ec2", EC2_STANDARD_VCPUS), self.standard_vcpus_in_use(scope)
         )
         return [
             LimitUsage(
-                scope=region,
+                scope=scope.region,
                 name="EC2 On-Demand Standard vCPUs",
                 used=used,
                 limit=quota.value,
@@ -163,20 +164,24 @@ class AwsQuotas:
             )
         ]
 
-    async def _elastic_ips(self, region: str) -> list[LimitUsage]:
-        ec2 = await self._clients.client("ec2", region)
+    async def _elastic_ips(self, scope: AwsScope) -> list[LimitUsage]:
+        ec2 = await self._clients.client("ec2", scope)
         quota, addresses = await asyncio.gather(
-            self.quota(region, "ec2", EC2_ELASTIC_IPS), ec2.describe_addresses()
+            self.quota(scope, "ec2", EC2_ELASTIC_IPS), ec2.describe_addresses()
         )
         used = len(addresses.get("Addresses", []))
         return [
             LimitUsage(
-                scope=region, name="Elastic IPs", used=used, limit=quota.value, code=quota.code
+                scope=scope.region,
+                name="Elastic IPs",
+                used=used,
+                limit=quota.value,
+                code=quota.code,
             )
         ]
 
-    async def _vpcs(self, region: str) -> list[LimitUsage]:
-        ec2 = await self._clients.client("ec2", region)
+    async def _vpcs(self, scope: AwsScope) -> list[LimitUsage]:
+        ec2 = await self._clients.client("ec2", scope)
 
         async def count() -> int:
             total = 0
@@ -184,13 +189,15 @@ class AwsQuotas:
                 total += len(page.get("Vpcs", []))
             return total
 
-        quota, used = await asyncio.gather(self.quota(region, "vpc", VPCS_PER_REGION), count())
+        quota, used = await asyncio.gather(self.quota(scope, "vpc", VPCS_PER_REGION), count())
         return [
-            LimitUsage(scope=region, name="VPCs", used=used, limit=quota.value, code=quota.code)
+            LimitUsage(
+                scope=scope.region, name="VPCs", used=used, limit=quota.value, code=quota.code
+            )
         ]
 
-    async def _load_balancing(self, region: str) -> list[LimitUsage]:
-        elbv2 = await self._clients.client("elbv2", region)
+    async def _load_balancing(self, scope: AwsScope) -> list[LimitUsage]:
+        elbv2 = await self._clients.client("elbv2", scope)
 
         async def count(operation: str, key: str, kind: str | None = None) -> int:
             total = 0
@@ -210,7 +217,7 @@ class AwsQuotas:
         if "application-load-balancers" in maxima:
             rows.append(
                 LimitUsage(
-                    scope=region,
+                    scope=scope.region,
                     name="Application Load Balancers",
                     used=balancers,
                     limit=maxima["application-load-balancers"],
@@ -220,7 +227,7 @@ class AwsQuotas:
         if "target-groups" in maxima:
             rows.append(
                 LimitUsage(
-                    scope=region,
+                    scope=scope.region,
                     name="Target groups",
                     used=groups,
                     limit=maxima["target-groups"],
@@ -229,12 +236,12 @@ class AwsQuotas:
             )
         return rows
 
-    async def _auto_scaling(self, region: str) -> list[LimitUsage]:
-        autoscaling = await self._clients.client("autoscaling", region)
+    async def _auto_scaling(self, scope: AwsScope) -> list[LimitUsage]:
+        autoscaling = await self._clients.client("autoscaling", scope)
         limits = await autoscaling.describe_account_limits()
         return [
             LimitUsage(
-                scope=region,
+                scope=scope.region,
                 name="Auto Scaling groups",
                 used=float(limits.get("NumberOfAutoScalingGroups", 0)),
                 limit=float(limits["MaxNumberOfAutoScalingGroups"]),
@@ -242,8 +249,8 @@ class AwsQuotas:
             )
         ]
 
-    async def _hosted_zones(self, region: str) -> list[LimitUsage]:
-        route53 = await self._clients.client("route53", region)
+    async def _hosted_zones(self, scope: AwsScope) -> list[LimitUsage]:
+        route53 = await self._clients.client("route53", scope)
         zones: list[dict[str, Any]] = []
         async for page in route53.get_paginator("list_hosted_zones").paginate():
             zones.extend(page.get("HostedZones", []))
@@ -261,36 +268,55 @@ class AwsQuotas:
 
         return list(await asyncio.gather(*(records(zone) for zone in zones)))
 
-    async def limits(self, regions: Sequence[str]) -> LimitReport:
+    async def limits(self, scopes: Sequence[AwsScope]) -> LimitReport:
         report = LimitReport()
-        readers: dict[str, Callable[[str], Awaitable[list[LimitUsage]]]] = {
+        readers: dict[str, Callable[[AwsScope], Awaitable[list[LimitUsage]]]] = {
             "EC2 vCPUs": self._vcpus,
             "Elastic IPs": self._elastic_ips,
             "VPCs": self._vpcs,
             "load balancers": self._load_balancing,
             "Auto Scaling groups": self._auto_scaling,
         }
+        # Limits belong to an account and a region: environments that share both are read once.
+        places: dict[tuple[str, str], AwsScope] = {}
+        for scope in scopes:
+            try:
+                account = await self._clients.account(scope)
+            except KajitoriError as error:
+                report.failures.append(f"{scope.env or scope.region}: {error.message[:200]}")
+                continue
+            places.setdefault((account, scope.region), scope)
+        several = len({account for account, _ in places}) > 1
 
         async def read(
-            scope: str, what: str, reader: Callable[[str], Awaitable[list[LimitUsage]]]
+            account: str,
+            scope: AwsScope,
+            what: str,
+            reader: Callable[[AwsScope], Awaitable[list[LimitUsage]]],
         ) -> None:
+            where = f"{account} {scope.region}" if several else scope.region
+            if reader is self._hosted_zones:
+                where = f"{account} Route 53" if several else "Route 53"
             # One limit that cannot be read must not hide the others.
             try:
-                report.rows.extend(await reader(scope))
+                rows = await reader(scope)
             except ClientError as error:
                 failure = f"{error_code(error)}: {error_message(error)}"
-                report.failures.append(f"{scope} {what}: {failure[:160]}")
+                report.failures.append(f"{where} {what}: {failure[:160]}")
             except KajitoriError as error:
-                report.failures.append(f"{scope} {what}: {error.message[:160]}")
+                report.failures.append(f"{where} {what}: {error.message[:160]}")
             except Exception as error:  # a timeout, a refused connection, a bad answer
-                report.failures.append(f"{scope} {what}: {type(error).__name__}")
+                report.failures.append(f"{where} {what}: {type(error).__name__}")
+            else:
+                report.rows.extend(row.model_copy(update={"account": account}) for row in rows)
 
-        unique = list(dict.fromkeys(regions))
+        accounts: dict[str, AwsScope] = {}
         async with asyncio.TaskGroup() as group:
-            for region in unique:
+            for (account, _), scope in places.items():
                 for what, reader in readers.items():
-                    group.create_task(read(region, what, reader))
-            if unique:
-                # Route 53 is global: its zones are read once, through the first region.
-                group.create_task(read(unique[0], "hosted zones", self._hosted_zones))
+                    group.create_task(read(account, scope, what, reader))
+                accounts.setdefault(account, scope)
+            # Route 53 is global: each account's zones are read once, through one region.
+            for account, scope in accounts.items():
+                group.create_task(read(account, scope, "hosted zones", self._hosted_zones))
         return report

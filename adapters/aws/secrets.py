@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from botocore.exceptions import BotoCoreError, ClientError
 
 from adapters.aws.clients import AwsClients
+from bot.config import AwsScope
 from bot.errors import OperationFailed
 from bot.redaction import Redactor
 
@@ -54,7 +55,7 @@ class AdminSecrets:
         self._redactor = redactor
         hide_secret_responses()
 
-    async def admin(self, reference: str, region: str) -> AdminCredentials:
+    async def admin(self, reference: str, scope: AwsScope) -> AdminCredentials:
         """Read the secret each time: a rotated password is picked up at the next use."""
         if reference.startswith(ENV_PREFIX):
             name = reference.removeprefix(ENV_PREFIX)
@@ -62,13 +63,13 @@ class AdminSecrets:
             if not raw:
                 raise OperationFailed(f"the admin secret's environment variable {name} is not set")
         else:
-            raw = await self._from_secrets_manager(reference, region)
+            raw = await self._from_secrets_manager(reference, scope)
         credentials = self._parse(raw, reference)
         self._redactor.add(credentials.password)
         return credentials
 
-    async def _from_secrets_manager(self, secret_id: str, region: str) -> str:
-        client = await self._aws.client("secretsmanager", region)
+    async def _from_secrets_manager(self, secret_id: str, scope: AwsScope) -> str:
+        client = await self._aws.client("secretsmanager", scope)
         try:
             answer = await client.get_secret_value(SecretId=secret_id)
         except ClientError as error:

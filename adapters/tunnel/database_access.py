@@ -87,7 +87,7 @@ class DatabaseAccess:
     async def admin(
         self, target: DatabaseTarget, bastion: BastionConnection
     ) -> AsyncIterator[MysqlAdmin]:
-        credentials = await self._secrets.admin(target.config.admin_secret, target.region)
+        credentials = await self._secrets.admin(target.config.admin_secret, target.scope)
         host, port = destination(target)
         forward = await bastion.forward(ADMIN_BIND, host, port)
         try:

@@ -10,6 +10,8 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field
 
+from bot.config import AwsScope
+
 # Tags that mark the instances of a fleet (EC2 without Auto Scaling).
 SERVICE_TAG = "kajitori:service"
 ENV_TAG = "kajitori:env"
@@ -124,7 +126,8 @@ class Quota(BaseModel):
 class LimitUsage(BaseModel):
     """One row of `limits`: how much of a limit is used, where."""
 
-    scope: str  # a region, or `route53:ZONE` for per-zone limits
+    scope: str  # a region, or `route53` for per-zone limits
+    account: str | None = None  # the AWS account it was read in
     name: str
     used: float
     limit: float
@@ -138,7 +141,8 @@ class LimitUsage(BaseModel):
 
     @property
     def key(self) -> str:
-        return f"{self.scope}/{self.code or self.name}"
+        where = f"{self.account}/{self.scope}" if self.account else self.scope
+        return f"{where}/{self.code or self.name}"
 
 
 class LimitReport(BaseModel):
@@ -148,19 +152,21 @@ class LimitReport(BaseModel):
 
 
 class Ec2Port(Protocol):
-    async def instance_types(self, region: str, names: Sequence[str]) -> dict[str, InstanceType]:
+    async def instance_types(
+        self, scope: AwsScope, names: Sequence[str]
+    ) -> dict[str, InstanceType]:
         """The known types among `names`; an unknown name is missing from the result."""
 
-    async def fleet_instances(self, region: str, service: str, env: str) -> list[Instance]:
+    async def fleet_instances(self, scope: AwsScope, service: str, env: str) -> list[Instance]:
         """The fleet's instances that are not terminated or shutting down."""
 
-    async def instances(self, region: str, ids: Sequence[str]) -> list[Instance]: ...
-    async def launch_template(self, region: str, name: str) -> LaunchTemplate: ...
-    async def subnets(self, region: str, ids: Sequence[str]) -> list[Subnet]: ...
+    async def instances(self, scope: AwsScope, ids: Sequence[str]) -> list[Instance]: ...
+    async def launch_template(self, scope: AwsScope, name: str) -> LaunchTemplate: ...
+    async def subnets(self, scope: AwsScope, ids: Sequence[str]) -> list[Subnet]: ...
 
     async def launch(
         self,
-        region: str,
+        scope: AwsScope,
         template: LaunchTemplate,
         *,
         count: int,
@@ -170,54 +176,57 @@ class Ec2Port(Protocol):
     ) -> list[str]:
         """RunInstances from the template; `token` makes a retried request launch nothing more."""
 
-    async def start(self, region: str, ids: Sequence[str]) -> None: ...
-    async def stop(self, region: str, ids: Sequence[str]) -> None: ...
-    async def terminate(self, region: str, ids: Sequence[str]) -> None: ...
+    async def start(self, scope: AwsScope, ids: Sequence[str]) -> None: ...
+    async def stop(self, scope: AwsScope, ids: Sequence[str]) -> None: ...
+    async def terminate(self, scope: AwsScope, ids: Sequence[str]) -> None: ...
     async def set_instance_type(
-        self, region: str, instance_id: str, instance_type: str
+        self, scope: AwsScope, instance_id: str, instance_type: str
     ) -> None: ...
 
     async def set_template_instance_type(
-        self, region: str, template: LaunchTemplate, instance_type: str
+        self, scope: AwsScope, template: LaunchTemplate, instance_type: str
     ) -> int:
         """A new default version of the template with `instance_type`; returns its number."""
 
 
 class TargetGroupPort(Protocol):
-    async def arn(self, region: str, name: str) -> str: ...
-    async def register(self, region: str, arn: str, ids: Sequence[str]) -> None: ...
-    async def deregister(self, region: str, arn: str, ids: Sequence[str]) -> None: ...
-    async def health(self, region: str, arn: str) -> list[TargetHealth]:
+    async def arn(self, scope: AwsScope, name: str) -> str: ...
+    async def register(self, scope: AwsScope, arn: str, ids: Sequence[str]) -> None: ...
+    async def deregister(self, scope: AwsScope, arn: str, ids: Sequence[str]) -> None: ...
+    async def health(self, scope: AwsScope, arn: str) -> list[TargetHealth]:
         """Every target the group knows, draining ones included."""
 
 
 class AutoScalingPort(Protocol):
-    async def group(self, region: str, name: str) -> AutoScalingGroup: ...
+    async def group(self, scope: AwsScope, name: str) -> AutoScalingGroup: ...
     async def set_capacity(
-        self, region: str, name: str, desired: int, max_size: int | None = None
+        self, scope: AwsScope, name: str, desired: int, max_size: int | None = None
     ) -> None: ...
 
 
 class DatabaseCapacityPort(Protocol):
-    async def cluster(self, region: str, cluster_id: str) -> DbCluster: ...
-    async def instance(self, region: str, instance_id: str) -> DbInstance: ...
-    async def class_available(self, region: str, engine: str, instance_class: str) -> bool | None:
+    async def cluster(self, scope: AwsScope, cluster_id: str) -> DbCluster: ...
+    async def instance(self, scope: AwsScope, instance_id: str) -> DbInstance: ...
+    async def class_available(
+        self, scope: AwsScope, engine: str, instance_class: str
+    ) -> bool | None:
         """Whether the engine can run on the class; None when it cannot be told."""
 
     async def modify_class(
-        self, region: str, instance_id: str, instance_class: str, *, apply_now: bool
+        self, scope: AwsScope, instance_id: str, instance_class: str, *, apply_now: bool
     ) -> DbInstance: ...
 
 
 class QuotaPort(Protocol):
-    async def quota(self, region: str, service_code: str, code: str) -> Quota:
+    async def quota(self, scope: AwsScope, service_code: str, code: str) -> Quota:
         """The applied value, else AWS's default."""
 
-    async def standard_vcpus_in_use(self, region: str) -> int:
+    async def standard_vcpus_in_use(self, scope: AwsScope) -> int:
         """vCPUs of running and pending On-Demand Standard instances (the L-1216C47A usage)."""
 
-    async def fargate_vcpus_in_use(self, region: str) -> float:
+    async def fargate_vcpus_in_use(self, scope: AwsScope) -> float:
         """vCPUs of the running and pending Fargate tasks (the L-3032A538 usage)."""
 
-    async def limits(self, regions: Sequence[str]) -> LimitReport:
-        """Every limit `limits` shows, for these regions and the account's hosted zones."""
+    async def limits(self, scopes: Sequence[AwsScope]) -> LimitReport:
+        """Every limit `limits` shows, for the accounts and regions of these scopes (each
+        account and region once) and each account's hosted zones."""

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Protocol
 
-from bot.config import Config, Database
+from bot.config import AwsScope, Config, Database
 from bot.model import DbSessionRecord, Origin
 
 
@@ -23,6 +23,10 @@ class DatabaseTarget:
     env: str
     region: str
     config: Database
+
+    @property
+    def scope(self) -> AwsScope:
+        return AwsScope(self.env, self.region)
 
     def __str__(self) -> str:
         return f"{self.name}/{self.env}"

@@ -8,7 +8,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field
 
-from bot.config import EcsTarget
+from bot.config import AwsScope, EcsTarget
 
 
 class EcsDeployment(BaseModel):
@@ -153,45 +153,45 @@ class EcsCapacity(BaseModel):
 
 
 class EcsPort(Protocol):
-    async def describe_service(self, region: str, target: EcsTarget) -> EcsServiceState: ...
-    async def describe_capacity(self, region: str, target: EcsTarget) -> EcsCapacity:
+    async def describe_service(self, scope: AwsScope, target: EcsTarget) -> EcsServiceState: ...
+    async def describe_capacity(self, scope: AwsScope, target: EcsTarget) -> EcsCapacity:
         """Counts, launch type and task size: what scaling out needs."""
 
-    async def set_desired_count(self, region: str, target: EcsTarget, count: int) -> None: ...
+    async def set_desired_count(self, scope: AwsScope, target: EcsTarget, count: int) -> None: ...
 
     async def find_image(
-        self, region: str, repository: str, tag: str, registry_id: str | None = None
+        self, scope: AwsScope, repository: str, tag: str, registry_id: str | None = None
     ) -> EcrImage | None:
         """The image tagged `tag` (or with digest `tag`, when it is `sha256:…`) in the ECR
         repository, with its digest; None when it is not there. Refused when the repository
         does not exist or cannot be read."""
 
     async def recent_tags(
-        self, region: str, repository: str, registry_id: str | None = None, limit: int = 5
+        self, scope: AwsScope, repository: str, registry_id: str | None = None, limit: int = 5
     ) -> list[str]:
         """The most recently pushed tags of the repository, newest first."""
 
     async def describe_task_definition(
-        self, region: str, task_definition: str, container: str
+        self, scope: AwsScope, task_definition: str, container: str
     ) -> TaskDefinitionInfo: ...
 
-    async def next_revision(self, region: str, task_definition: str) -> str:
+    async def next_revision(self, scope: AwsScope, task_definition: str) -> str:
         """`family:N` that registering a new revision of this family would most likely get."""
 
     async def register_image_revision(
-        self, region: str, task_definition: str, container: str, image: str, version: str
+        self, scope: AwsScope, task_definition: str, container: str, image: str, version: str
     ) -> str:
         """Register a new revision of `task_definition` that differs only in `container`'s
         image (and its VERSION_TAG, set to `version`); everything else (environment,
         secrets, CPU, memory, roles, network mode, compatibilities, tags) is copied.
         Returns the new revision's ARN."""
 
-    async def update_service(self, region: str, target: EcsTarget, task_definition: str) -> str:
+    async def update_service(self, scope: AwsScope, target: EcsTarget, task_definition: str) -> str:
         """Point the service at `task_definition` with the deployment circuit breaker on
         (rollback enabled); the rest of its deployment configuration is kept. Returns the
         id of the deployment ECS started."""
 
     async def stopped_tasks(
-        self, region: str, target: EcsTarget, started_by: str | None = None, limit: int = 20
+        self, scope: AwsScope, target: EcsTarget, started_by: str | None = None, limit: int = 20
     ) -> list[StoppedTask]:
         """The service's stopped tasks (newest first), optionally only one deployment's."""

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from bot.config import FleetTarget, Service
+from bot.config import AwsScope, FleetTarget, Service
 from bot.errors import KajitoriError, OperationFailed, Refused
 from bot.messages import Message, Table
 from bot.ports.capacity import (
@@ -53,7 +53,7 @@ class StepTimeouts:
 @dataclass
 class Fleet:
     ports: Services
-    region: str
+    scope: AwsScope
     service: str
     env: str
     target: FleetTarget
@@ -68,19 +68,19 @@ class Fleet:
             await self.job.progress(text)
 
     async def members(self) -> list[Instance]:
-        return await self.ports.ec2.fleet_instances(self.region, self.service, self.env)
+        return await self.ports.ec2.fleet_instances(self.scope, self.service, self.env)
 
     async def target_group(self) -> str:
         if self._arn is None:
-            self._arn = await self.ports.target_groups.arn(self.region, self.target.target_group)
+            self._arn = await self.ports.target_groups.arn(self.scope, self.target.target_group)
         return self._arn
 
     async def health(self) -> dict[str, TargetHealth]:
-        targets = await self.ports.target_groups.health(self.region, await self.target_group())
+        targets = await self.ports.target_groups.health(self.scope, await self.target_group())
         return {t.target_id: t for t in targets}
 
     async def template(self) -> LaunchTemplate:
-        return await self.ports.ec2.launch_template(self.region, self.target.launch_template)
+        return await self.ports.ec2.launch_template(self.scope, self.target.launch_template)
 
     async def placement(
         self, template: LaunchTemplate, existing: Sequence[Instance], count: int
@@ -92,12 +92,12 @@ class Fleet:
         )
         if not subnet_ids:
             return {None: count}
-        subnets = await self.ports.ec2.subnets(self.region, subnet_ids)
+        subnets = await self.ports.ec2.subnets(self.scope, subnet_ids)
         zones = {s.id: s.availability_zone for s in subnets}
         self._zones.update(zones)
         missing = [s for s in subnet_ids if s not in zones]
         if missing:
-            raise Refused(f"subnets not found in {self.region}: {', '.join(missing)}")
+            raise Refused(f"subnets not found in {self.scope}: {', '.join(missing)}")
         placed: dict[str | None, int] = {}
         placed.update(spread(zones, existing, count))
         return placed
@@ -120,7 +120,7 @@ class Fleet:
 
         async def launch_in(subnet: str | None, n: int) -> list[str]:
             return await self.ports.ec2.launch(
-                self.region,
+                self.scope,
                 template,
                 count=n,
                 subnet=subnet,
@@ -154,7 +154,7 @@ class Fleet:
             f"{counted(len(launched), 'instance')} running; registering with "
             f"{self.target.target_group}"
         )
-        await self.ports.target_groups.register(self.region, await self.target_group(), launched)
+        await self.ports.target_groups.register(self.scope, await self.target_group(), launched)
         await self.wait_healthy(launched)
         if errors:
             raise OperationFailed(
@@ -174,7 +174,7 @@ class Fleet:
 
         async def check() -> bool | None:
             nonlocal last_line
-            found = {i.id: i for i in await self.ports.ec2.instances(self.region, ids)}
+            found = {i.id: i for i in await self.ports.ec2.instances(self.scope, ids)}
             if len(ids) > 1:
                 # Where the wait stands, as counts: a line only when they change.
                 line = state_counts([found[i].state if i in found else "gone" for i in ids])
@@ -229,7 +229,7 @@ class Fleet:
     # scale in
 
     async def drain(self, ids: Sequence[str]) -> None:
-        await self.ports.target_groups.deregister(self.region, await self.target_group(), ids)
+        await self.ports.target_groups.deregister(self.scope, await self.target_group(), ids)
         await self.progress(f"deregistered {some_ids(ids)}; waiting for connections to drain")
 
         async def check() -> bool | None:
@@ -250,7 +250,7 @@ class Fleet:
         await self.progress(f"drained; terminating {some_ids(ids)}")
         if self.job is not None:
             await self.job.save_state(terminating=ids)
-        await self.ports.ec2.terminate(self.region, ids)
+        await self.ports.ec2.terminate(self.scope, ids)
         await self.wait_states(
             ids, {"shutting-down", "terminated"}, "to terminate", self.timeouts.stopped
         )
@@ -288,7 +288,7 @@ class Fleet:
     async def resize(self, instance: Instance, new_type: str, step: str) -> None:
         """Take one instance out, change its type, bring it back; on failure or cancellation,
         bring it back as it was."""
-        region, ec2 = self.region, self.ports.ec2
+        scope, ec2 = self.scope, self.ports.ec2
         arn = await self.target_group()
         out = stopped = False
         current_type = instance.instance_type
@@ -299,17 +299,17 @@ class Fleet:
             )
             await self.drain([instance.id])
             stopped = True
-            await ec2.stop(region, [instance.id])
+            await ec2.stop(scope, [instance.id])
             await self.progress(f"{step} {instance.id}: drained, stopping")
             await self.wait_states([instance.id], {"stopped"}, "to stop", self.timeouts.stopped)
-            await ec2.set_instance_type(region, instance.id, new_type)
+            await ec2.set_instance_type(scope, instance.id, new_type)
             current_type = new_type
             await self.progress(
                 f"{step} {instance.id}: {instance.instance_type} → {new_type}, starting"
             )
-            await ec2.start(region, [instance.id])
+            await ec2.start(scope, [instance.id])
             await self.wait_running([instance.id])
-            await self.ports.target_groups.register(region, arn, [instance.id])
+            await self.ports.target_groups.register(scope, arn, [instance.id])
             out = False
             await self.wait_healthy([instance.id])
         except KajitoriError as error:
@@ -329,21 +329,21 @@ class Fleet:
 
     async def restore(self, instance: Instance, stopped: bool) -> bool:
         """Best effort: start the instance (if this job stopped it) and register it again."""
-        region, ec2 = self.region, self.ports.ec2
+        scope, ec2 = self.scope, self.ports.ec2
         try:
             async with asyncio.timeout(self.timeouts.running + self.timeouts.healthy):
                 if stopped:
-                    found = await ec2.instances(region, [instance.id])
+                    found = await ec2.instances(scope, [instance.id])
                     state = found[0].state if found else "unknown"
                     if state == "stopping":
                         await self.wait_states(
                             [instance.id], {"stopped"}, "to stop", self.timeouts.stopped
                         )
                     if state in ("stopping", "stopped"):
-                        await ec2.start(region, [instance.id])
+                        await ec2.start(scope, [instance.id])
                     await self.wait_running([instance.id])
                 await self.ports.target_groups.register(
-                    region, await self.target_group(), [instance.id]
+                    scope, await self.target_group(), [instance.id]
                 )
                 await self.progress(f"{instance.id} is back in {self.target.target_group}")
         except Exception as error:
@@ -369,9 +369,9 @@ def _count_by(values: Sequence[str]) -> str:
 
 
 async def fleet_status(
-    ports: Services, region: str, name: str, env: str, target: FleetTarget
+    ports: Services, scope: AwsScope, name: str, env: str, target: FleetTarget
 ) -> Message:
-    fleet = Fleet(ports, region, name, env, target)
+    fleet = Fleet(ports, scope, name, env, target)
     instances, health = await asyncio.gather(fleet.members(), fleet.health())
     instances.sort(key=lambda i: (i.launched_at, i.id))
     healthy = sum(1 for i in instances if i.id in health and health[i.id].state == "healthy")
@@ -405,8 +405,10 @@ async def fleet_status(
     )
 
 
-async def asg_status(ports: Services, region: str, name: str, env: str, group_name: str) -> Message:
-    group = await ports.autoscaling.group(region, group_name)
+async def asg_status(
+    ports: Services, scope: AwsScope, name: str, env: str, group_name: str
+) -> Message:
+    group = await ports.autoscaling.group(scope, group_name)
     fields = {
         "desired": str(group.desired),
         "min": str(group.min_size),
@@ -430,9 +432,9 @@ async def asg_status(ports: Services, region: str, name: str, env: str, group_na
 async def service_status(ctx: Context, name: str, env: str, service: Service) -> Message:
     """`status` for the services that are not ECS: EC2 fleets and Auto Scaling groups."""
     ports = ctx.services
-    region = ctx.services.config.environment(env).region
+    scope = ctx.services.config.environment(env).scope
     if service.fleet is not None:
-        return await fleet_status(ports, region, name, env, service.fleet)
+        return await fleet_status(ports, scope, name, env, service.fleet)
     if service.asg is not None:
-        return await asg_status(ports, region, name, env, service.asg.name)
+        return await asg_status(ports, scope, name, env, service.asg.name)
     raise Refused(f"{name} in {env} is not a fleet or an Auto Scaling group")

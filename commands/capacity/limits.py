@@ -11,9 +11,11 @@ from commands.capacity.sizing import number
 FLAG_AT = 80.0
 
 
-def _row(usage: LimitUsage) -> list[str]:
+def _row(usage: LimitUsage, several_accounts: bool) -> list[str]:
     flag = "⚠️" if usage.percent >= FLAG_AT else ""
     where = "Route 53" if usage.scope == ROUTE53_SCOPE else usage.scope
+    if several_accounts and usage.account:
+        where = f"{usage.account} {where}"
     return [
         flag,
         usage.name,
@@ -31,20 +33,25 @@ async def limits(ctx: Context) -> Message:
     envs = [config.environment(env_name)] if env_name else list(config.environments.values())
     regions = sorted({env.region for env in envs})
     ports = ctx.services
-    report = await ports.quotas.limits(regions)
-    rows = sorted(report.rows, key=lambda r: (-r.percent, r.scope, r.name))
+    report = await ports.quotas.limits([env.scope for env in envs])
+    accounts = sorted({r.account for r in report.rows if r.account})
+    rows = sorted(report.rows, key=lambda r: (-r.percent, r.account or "", r.scope, r.name))
     flagged = sum(1 for r in rows if r.percent >= FLAG_AT)
     notes = [f"⚠️ at or above {FLAG_AT:.0f}%"] if flagged else []
     notes.extend(f"not read: {failure}" for failure in report.failures)
     scope = env_name or "all environments"
-    head = f"AWS limits for {scope} ({', '.join(regions)})"
+    where = ", ".join(regions)
+    if accounts:
+        label = "account" if len(accounts) == 1 else "accounts"
+        where += f"; {label} {', '.join(accounts)}"
+    head = f"AWS limits for {scope} ({where})"
     summary = f"{flagged} at or above {FLAG_AT:.0f}%" if flagged else f"all below {FLAG_AT:.0f}%"
     return Message(
         text=f"{head}: {summary}",
         tone=Tone.WARNING if flagged or report.failures else Tone.INFO,
         table=Table(
             columns=["", "limit", "where", "used", "max", "use", "quota code"],
-            rows=[_row(r) for r in rows],
+            rows=[_row(r, len(accounts) > 1) for r in rows],
             note="\n".join(notes) or None,
         ),
     )

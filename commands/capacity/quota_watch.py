@@ -44,15 +44,12 @@ class QuotaWatcher:
         self._watch = watch
         self._hysteresis = hysteresis
 
-    def regions(self) -> list[str]:
-        envs = self._services.config.environments.values()
-        return sorted({env.region for env in envs})
-
     async def check(self) -> list[Message]:
         """Read the limits once; post and return a message for each new crossing."""
         store = self._services.store
         thresholds = sorted(self._watch.thresholds)
-        report = await self._quotas.limits(self.regions())
+        envs = self._services.config.environments.values()
+        report = await self._quotas.limits([env.scope for env in envs])
         for failure in report.failures:
             log.warning("quota watch could not read %s", failure)
         posted: list[Message] = []

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-from bot.config import AsgTarget, Database, EcsTarget, Environment, Service
+from bot.config import AsgTarget, AwsScope, Database, EcsTarget, Environment, Service
 from bot.errors import KajitoriError, OperationFailed, Refused
 from bot.grammar import CountChange
 from bot.jobs.context import JobContext
@@ -59,28 +59,30 @@ def _title(name: str, env: str, current: int, target: int) -> str:
     return f"{verb} {name} in {env} from {current} to {target}"
 
 
-async def _ec2_vcpus(ports: Services, region: str, vcpus: float, what: str) -> list[Check]:
+async def _ec2_vcpus(ports: Services, scope: AwsScope, vcpus: float, what: str) -> list[Check]:
     """The headroom check for `vcpus` more On-Demand Standard vCPUs; Refused when short."""
     if vcpus <= 0:
         return []
 
     async def read_quota() -> Quota | str:
         try:
-            return await ports.quotas.quota(region, "ec2", EC2_STANDARD_VCPUS)
+            return await ports.quotas.quota(scope, "ec2", EC2_STANDARD_VCPUS)
         except Refused as error:
             return error.message
 
-    quota, used = await asyncio.gather(read_quota(), ports.quotas.standard_vcpus_in_use(region))
+    quota, used = await asyncio.gather(read_quota(), ports.quotas.standard_vcpus_in_use(scope))
     if isinstance(quota, str):
         # Without the quota (a missing permission) the change may still be needed urgently.
-        return [Check.not_run(f"the On-Demand Standard vCPU quota in {region}: {quota}")]
-    return [Check(check_headroom(vcpus, Headroom(quota, used), "vCPUs", region) + f" for {what}")]
+        return [Check.not_run(f"the On-Demand Standard vCPU quota in {scope.region}: {quota}")]
+    return [
+        Check(check_headroom(vcpus, Headroom(quota, used), "vCPUs", scope.region) + f" for {what}")
+    ]
 
 
-async def _instance_vcpus(ports: Services, region: str, instance_type: str) -> int:
-    types = await ports.ec2.instance_types(region, [instance_type])
+async def _instance_vcpus(ports: Services, scope: AwsScope, instance_type: str) -> int:
+    types = await ports.ec2.instance_types(scope, [instance_type])
     if instance_type not in types:
-        raise Refused(f"unknown instance type {instance_type!r} in {region}")
+        raise Refused(f"unknown instance type {instance_type!r} in {scope}")
     return types[instance_type].vcpus
 
 
@@ -142,14 +144,14 @@ async def _wait_reporting(
     await wait_until(settled, what=what, timeout=timeout, poll=poll)
 
 
-async def _fargate_vcpus(ports: Services, region: str, vcpus: float, what: str) -> list[Check]:
+async def _fargate_vcpus(ports: Services, scope: AwsScope, vcpus: float, what: str) -> list[Check]:
     """The headroom check for `vcpus` more Fargate vCPUs; Refused when short."""
     try:
-        quota = await ports.quotas.quota(region, "fargate", FARGATE_VCPUS)
+        quota = await ports.quotas.quota(scope, "fargate", FARGATE_VCPUS)
     except Refused as error:
-        return [Check.not_run(f"the Fargate vCPU quota in {region}: {error.message}")]
-    used = await ports.quotas.fargate_vcpus_in_use(region)
-    headroom = check_headroom(vcpus, Headroom(quota, used), "Fargate vCPUs", region)
+        return [Check.not_run(f"the Fargate vCPU quota in {scope.region}: {error.message}")]
+    used = await ports.quotas.fargate_vcpus_in_use(scope)
+    headroom = check_headroom(vcpus, Headroom(quota, used), "Fargate vCPUs", scope.region)
     return [Check(f"{headroom} for {what}")]
 
 
@@ -158,8 +160,8 @@ async def _scale_ecs(
 ) -> Plan | Message:
     ports = ctx.services
     env_name = ctx.command.word("env")
-    region = env.region
-    state = await ports.ecs.describe_capacity(region, target)
+    scope = env.scope
+    state = await ports.ecs.describe_capacity(scope, target)
     current = state.desired
     count = _target_count(name, env_name, current, ctx.command.count("count"), "tasks")
     if count == current:
@@ -169,7 +171,7 @@ async def _scale_ecs(
         added = count - current
         checks = await _fargate_vcpus(
             ports,
-            region,
+            scope,
             added * state.task_vcpus,
             f"{added} × {number(state.task_vcpus)} vCPU tasks",
         )
@@ -192,13 +194,13 @@ async def run_scale_ecs(job: JobContext) -> Message:
     name, env_name, env, service = _where(ports, job.state)
     target = service.ecs
     assert target is not None
-    region = env.region
+    scope = env.scope
     current, count = int(job.state["from"]), int(job.state["to"])
-    await ports.ecs.set_desired_count(region, target, count)
+    await ports.ecs.set_desired_count(scope, target, count)
     await job.progress(f"desired count {current} → {count}; waiting for tasks")
 
     async def read() -> tuple[str, bool]:
-        now = await ports.ecs.describe_capacity(region, target)
+        now = await ports.ecs.describe_capacity(scope, target)
         done = now.running == count and now.pending == 0 and now.desired == count
         return f"running {now.running} of {count}, pending {now.pending}", done
 
@@ -224,7 +226,7 @@ async def _still_fits(check: Awaitable[list[Check]]) -> list[str]:
 async def precheck_scale_ecs(ports: Services, state: dict[str, Any]) -> list[str]:
     name, env_name, env, service = _where(ports, state)
     assert service.ecs is not None
-    now = await ports.ecs.describe_capacity(env.region, service.ecs)
+    now = await ports.ecs.describe_capacity(env.scope, service.ecs)
     if now.desired != state["from"]:
         return [
             f"{name} in {env_name} now wants {now.desired} tasks; the plan was made when it "
@@ -233,7 +235,7 @@ async def precheck_scale_ecs(ports: Services, state: dict[str, Any]) -> list[str
     added = int(state["to"]) - int(state["from"])
     if added > 0 and now.launch_type == "FARGATE" and now.task_vcpus:
         return await _still_fits(
-            _fargate_vcpus(ports, env.region, added * now.task_vcpus, f"{added} tasks")
+            _fargate_vcpus(ports, env.scope, added * now.task_vcpus, f"{added} tasks")
         )
     return []
 
@@ -246,8 +248,8 @@ async def _scale_asg(
 ) -> Plan | Message:
     ports = ctx.services
     env_name = ctx.command.word("env")
-    region = env.region
-    group = await ports.autoscaling.group(region, target.name)
+    scope = env.scope
+    group = await ports.autoscaling.group(scope, target.name)
     current = group.desired
     count = _target_count(name, env_name, current, ctx.command.count("count"), "instances")
     if count == current:
@@ -284,10 +286,10 @@ async def _scale_asg(
                 )
             ]
         else:
-            per_instance = await _instance_vcpus(ports, region, instance_type)
+            per_instance = await _instance_vcpus(ports, scope, instance_type)
             checks = await _ec2_vcpus(
                 ports,
-                region,
+                scope,
                 (count - current) * per_instance,
                 f"{count - current} × {instance_type}",
             )
@@ -315,15 +317,15 @@ async def _scale_asg(
 async def run_scale_asg(job: JobContext) -> Message:
     ports = job.services
     name, env_name, env, service = _where(ports, job.state)
-    region = env.region
+    scope = env.scope
     group = str(job.state["group"])
     current, count = int(job.state["from"]), int(job.state["to"])
     raise_max = job.state.get("raise_max")
-    await ports.autoscaling.set_capacity(region, group, count, raise_max)
+    await ports.autoscaling.set_capacity(scope, group, count, raise_max)
     await job.progress(f"desired capacity {current} → {count}; waiting for instances")
 
     async def read() -> tuple[str, bool]:
-        now = await ports.autoscaling.group(region, group)
+        now = await ports.autoscaling.group(scope, group)
         done = now.in_service == count and len(now.instances) == count
         line = f"in service {now.in_service} of {count} ({counted(len(now.instances), 'instance')})"
         return line, done
@@ -344,7 +346,7 @@ async def run_scale_asg(job: JobContext) -> Message:
 
 async def precheck_scale_asg(ports: Services, state: dict[str, Any]) -> list[str]:
     name, env_name, env, _ = _where(ports, state)
-    group = await ports.autoscaling.group(env.region, str(state["group"]))
+    group = await ports.autoscaling.group(env.scope, str(state["group"]))
     planned = (state["from"], state["min_size"], state["max_size"])
     now = (group.desired, group.min_size, group.max_size)
     if now != planned:
@@ -356,9 +358,9 @@ async def precheck_scale_asg(ports: Services, state: dict[str, Any]) -> list[str
     added = int(state["to"]) - int(state["from"])
     instance_type = group.instance_type
     if added > 0 and instance_type is not None and is_standard_on_demand(instance_type):
-        per_instance = await _instance_vcpus(ports, env.region, instance_type)
+        per_instance = await _instance_vcpus(ports, env.scope, instance_type)
         return await _still_fits(
-            _ec2_vcpus(ports, env.region, added * per_instance, f"{added} × {instance_type}")
+            _ec2_vcpus(ports, env.scope, added * per_instance, f"{added} × {instance_type}")
         )
     return []
 
@@ -372,8 +374,8 @@ async def _scale_fleet(
     assert service.fleet is not None
     ports = ctx.services
     env_name = ctx.command.word("env")
-    region = env.region
-    fleet = Fleet(ports, region, name, env_name, service.fleet)
+    scope = env.scope
+    fleet = Fleet(ports, scope, name, env_name, service.fleet)
     members = await fleet.members()
     current = len(members)
     count = _target_count(name, env_name, current, ctx.command.count("count"), "instances")
@@ -392,7 +394,7 @@ async def _scale_fleet(
     instance_type = template.instance_type
     if instance_type is None:
         raise Refused(f"launch template {template.name} sets no instance type")
-    per_instance = await _instance_vcpus(ports, region, instance_type)
+    per_instance = await _instance_vcpus(ports, scope, instance_type)
     adding = count - current
     placement = await fleet.placement(template, members, adding)
     where = fleet.describe_placement(placement)
@@ -403,7 +405,7 @@ async def _scale_fleet(
     ]
     if is_standard_on_demand(instance_type):
         checks = await _ec2_vcpus(
-            ports, region, adding * per_instance, f"{adding} × {instance_type}"
+            ports, scope, adding * per_instance, f"{adding} × {instance_type}"
         )
     else:
         checks = [
@@ -436,7 +438,7 @@ async def _scale_fleet(
 def _fleet(ports: Services, job: JobContext | None, state: dict[str, Any]) -> Fleet:
     name, env_name, env, service = _where(ports, state)
     assert service.fleet is not None
-    fleet = Fleet(ports, env.region, name, env_name, service.fleet)
+    fleet = Fleet(ports, env.scope, name, env_name, service.fleet)
     fleet.job = job
     return fleet
 
@@ -492,9 +494,9 @@ async def precheck_scale_fleet_out(ports: Services, state: dict[str, Any]) -> li
     instance_type = str(state["instance_type"])
     added = int(state["to"]) - int(state["from"])
     if not differences and is_standard_on_demand(instance_type):
-        per_instance = await _instance_vcpus(ports, fleet.region, instance_type)
+        per_instance = await _instance_vcpus(ports, fleet.scope, instance_type)
         differences += await _still_fits(
-            _ec2_vcpus(ports, fleet.region, added * per_instance, f"{added} × {instance_type}")
+            _ec2_vcpus(ports, fleet.scope, added * per_instance, f"{added} × {instance_type}")
         )
     return differences
 
@@ -573,15 +575,15 @@ async def _resize_fleet(
     assert service.fleet is not None
     ports = ctx.services
     env_name = ctx.command.word("env")
-    region = env.region
-    fleet = Fleet(ports, region, name, env_name, service.fleet)
+    scope = env.scope
+    fleet = Fleet(ports, scope, name, env_name, service.fleet)
     members = await fleet.members()
     if not members:
         raise Refused(f"{name} in {env_name} has no instances to resize")
-    types = await ports.ec2.instance_types(region, [size, *(m.instance_type for m in members)])
+    types = await ports.ec2.instance_types(scope, [size, *(m.instance_type for m in members)])
     if size not in types:
         raise Refused(
-            f"unknown instance type {size!r} in {region}: nothing was changed",
+            f"unknown instance type {size!r} in {scope}: nothing was changed",
             hint="use an EC2 instance type such as t3.large or m7i.xlarge",
         )
     wanted = types[size]
@@ -624,7 +626,7 @@ async def _resize_fleet(
     )
     checks = [Check(f"{size} exists ({wanted.vcpus} vCPUs, {'/'.join(wanted.architectures)})")]
     if delta > 0 and is_standard_on_demand(size):
-        checks += await _ec2_vcpus(ports, region, delta, f"{len(resize)} × {size}")
+        checks += await _ec2_vcpus(ports, scope, delta, f"{len(resize)} × {size}")
     template = await fleet.template()
     changes = [
         "one instance at a time: deregister, drain, stop, change the type, start, "
@@ -660,7 +662,7 @@ async def _resize_fleet(
 async def run_resize_fleet(job: JobContext) -> Message:
     ports = job.services
     fleet = _fleet(ports, job, job.state)
-    name, env_name, region = fleet.service, fleet.env, fleet.region
+    name, env_name, scope = fleet.service, fleet.env, fleet.scope
     size = str(job.state["size"])
     order = [str(i) for i in job.state["order"]]
     serving = [str(i) for i in job.state["serving"]]
@@ -674,7 +676,7 @@ async def run_resize_fleet(job: JobContext) -> Message:
         try:
             if instance.state == "stopped":
                 # Not serving: change the type and leave it stopped.
-                await ports.ec2.set_instance_type(region, instance.id, size)
+                await ports.ec2.set_instance_type(scope, instance.id, size)
                 await job.progress(f"{label} {instance.id} (stopped): → {size}")
             else:
                 await fleet.others_healthy(instance.id, serving)
@@ -688,7 +690,7 @@ async def run_resize_fleet(job: JobContext) -> Message:
         done.append(instance_id)
         await job.save_state(resized=done)
     template = await fleet.template()
-    version = await ports.ec2.set_template_instance_type(region, template, size)
+    version = await ports.ec2.set_template_instance_type(scope, template, size)
     return Message(
         text=f"{name} in {env_name} now runs {size}: {', '.join(done)} resized one at a "
         f"time; launch template {template.name} v{version} is the default"
@@ -709,7 +711,7 @@ async def _resize_database(
 ) -> Plan | Message:
     ports = ctx.services
     env_name = ctx.command.word("env")
-    region = env.region
+    scope = env.scope
     if database.cluster is None:
         raise Refused(
             f"databases.{name}.cluster is not set for {env_name}: I do not know which "
@@ -717,23 +719,23 @@ async def _resize_database(
         )
     if not size.startswith("db."):
         raise Refused(f"{size!r} is not a DB instance class (they look like db.r6g.xlarge)")
-    cluster = await ports.rds.cluster(region, database.cluster)
-    available = await ports.rds.class_available(region, cluster.engine, size)
+    cluster = await ports.rds.cluster(scope, database.cluster)
+    available = await ports.rds.class_available(scope, cluster.engine, size)
     if available is False:
         current = sorted({m.instance_class for m in cluster.members})
         raise Refused(
-            f"{size} is not an orderable DB instance class for {cluster.engine} in {region} "
+            f"{size} is not an orderable DB instance class for {cluster.engine} in {scope.region} "
             "(DescribeOrderableDBInstanceOptions): nothing was changed",
             hint=f"its instances are {', '.join(current) or 'none'}; pick a class AWS offers "
             f"for {cluster.engine}, such as db.r6g.large or db.r6g.xlarge",
         )
     checks = (
-        [Check(f"{size} is orderable for {cluster.engine} in {region}")]
+        [Check(f"{size} is orderable for {cluster.engine} in {scope.region}")]
         if available
         else [
             Check.not_run(
                 f"whether {size} is offered: DescribeOrderableDBInstanceOptions lists nothing "
-                f"for {cluster.engine} in {region}"
+                f"for {cluster.engine} in {scope.region}"
             )
         ]
     )
@@ -787,21 +789,21 @@ async def _resize_database(
     )
 
 
-def _database_where(ports: Services, state: dict[str, Any]) -> tuple[str, str, str]:
+def _database_where(ports: Services, state: dict[str, Any]) -> tuple[str, str, AwsScope]:
     name, env_name = str(state["service"]), str(state["env"])
-    return name, env_name, ports.config.environment(env_name).region
+    return name, env_name, ports.config.environment(env_name).scope
 
 
 async def run_resize_database(job: JobContext) -> Message:
     ports = job.services
-    name, env_name, region = _database_where(ports, job.state)
+    name, env_name, scope = _database_where(ports, job.state)
     size = str(job.state["size"])
     apply_now = bool(job.state["apply_now"])
     cluster = str(job.state["cluster"])
     windows = [str(w) for w in job.state["windows"]]
     lines: list[str] = []
     for member_id, role, instance_class in job.state["resize"]:
-        changed = await ports.rds.modify_class(region, member_id, size, apply_now=apply_now)
+        changed = await ports.rds.modify_class(scope, member_id, size, apply_now=apply_now)
         if not apply_now:
             pending = changed.pending_class or size
             lines.append(f"{member_id} ({role}): {instance_class} → {pending} pending")
@@ -809,7 +811,7 @@ async def run_resize_database(job: JobContext) -> Message:
         await job.progress(f"{member_id} ({role}): {instance_class} → {size}, modifying")
 
         async def applied(instance_id: str = member_id) -> bool | None:
-            now = await ports.rds.instance(region, instance_id)
+            now = await ports.rds.instance(scope, instance_id)
             return True if now.status == "available" and now.instance_class == size else None
 
         await wait_until(
@@ -830,8 +832,8 @@ async def run_resize_database(job: JobContext) -> Message:
 
 
 async def precheck_resize_database(ports: Services, state: dict[str, Any]) -> list[str]:
-    name, env_name, region = _database_where(ports, state)
-    cluster = await ports.rds.cluster(region, str(state["cluster"]))
+    name, env_name, scope = _database_where(ports, state)
+    cluster = await ports.rds.cluster(scope, str(state["cluster"]))
     now = {m.id: [m.instance_class, m.pending_class] for m in cluster.members}
     planned = state["members"]
     if now != planned:

@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bot.config import Service
+from bot.config import AwsScope, Service
 from bot.errors import KajitoriError, Refused
 from bot.grammar import format_duration
 from bot.messages import Message, Table
@@ -147,12 +147,14 @@ def describe_rollout(state: EcsServiceState) -> str:
     return text
 
 
-async def _digest(services: Services, region: str, state: EcsServiceState, repo: str | None) -> str:
+async def _digest(
+    services: Services, scope: AwsScope, state: EcsServiceState, repo: str | None
+) -> str:
     """The running image's digest from ECR; what went wrong when it cannot be read."""
     if "@" in state.image:
         return state.image.rsplit("@", 1)[1]
     registry = ecr_registry(state.image)
-    where, registry_id = (registry[1], registry[0]) if registry else (region, None)
+    where, registry_id = (scope.in_region(registry[1]), registry[0]) if registry else (scope, None)
     try:
         image = await services.ecs.find_image(
             where, repo or image_repository(state.image), state.image_tag, registry_id
@@ -167,11 +169,12 @@ async def ecs_detail(ctx: Context, name: str, env_name: str, activity: Activity)
     env = services.config.environment(env_name)
     service = services.config.service(name, env_name)
     assert service.ecs is not None
-    state, records = await asyncio.gather(
-        services.ecs.describe_service(env.region, service.ecs),
+    state, records, account = await asyncio.gather(
+        services.ecs.describe_service(env.scope, service.ecs),
         services.store.list_deploys(name, env_name, limit=DEPLOYS_READ),
+        services.accounts.account(env.scope),
     )
-    digest = await _digest(services, env.region, state, service.ecs.repository)
+    digest = await _digest(services, env.scope, state, service.ecs.repository)
     fields = {
         "version": f"{state.image_tag} ({digest})",
         "task definition": state.revision,
@@ -179,6 +182,8 @@ async def ecs_detail(ctx: Context, name: str, env_name: str, activity: Activity)
         "rollout": describe_rollout(state),
         "deployed": _deployed(records, state),
         **activity_fields(activity, f"{name}/{env_name}"),
+        # Which account was read: with a role per environment, not always the same one.
+        "account": account,
     }
     return Message(
         text=f"{name} in {env_name} (ECS {state.cluster}/{state.service})", fields=fields
@@ -200,15 +205,18 @@ def _last_change(activity: Activity, recent: list[JobRecord], key: str) -> str:
 async def other_detail(
     ctx: Context, name: str, env_name: str, service: Service, activity: Activity
 ) -> Message:
-    message, recent = await asyncio.gather(
+    scope = ctx.services.config.environment(env_name).scope
+    message, recent, account = await asyncio.gather(
         service_status(ctx, name, env_name, service),
         ctx.services.store.list_jobs(limit=JOBS_READ),
+        ctx.services.accounts.account(scope),
     )
     key = f"{name}/{env_name}"
     fields = {
         **message.fields,
         "last change": _last_change(activity, recent, key),
         **activity_fields(activity, key),
+        "account": account,
     }
     return message.model_copy(update={"fields": fields})
 
@@ -228,9 +236,9 @@ async def _service_row(
     services: Services, env_name: str, name: str, service: Service
 ) -> tuple[str, str, str, str]:
     """(kind, what runs, counts, state) of one service."""
-    region = services.config.environment(env_name).region
+    scope = services.config.environment(env_name).scope
     if service.ecs is not None:
-        state = await services.ecs.describe_service(region, service.ecs)
+        state = await services.ecs.describe_service(scope, service.ecs)
         primary = state.primary
         rollout = (primary.rollout_state or primary.status) if primary else "no deployment"
         if len(state.deployments) > 1:
@@ -240,7 +248,7 @@ async def _service_row(
             counts += f", {state.pending} pending"
         return "ECS", f"{state.image_tag} ({state.revision})", counts, rollout
     if service.fleet is not None:
-        instances = await services.ec2.fleet_instances(region, name, env_name)
+        instances = await services.ec2.fleet_instances(scope, name, env_name)
         types = ", ".join(
             f"{n} × {t}" for t, n in Counter(i.instance_type for i in instances).items()
         )
@@ -250,7 +258,7 @@ async def _service_row(
         counts = f"{running} running" + (f", {others}" if others else "")
         return "EC2 fleet", types or "no instances", counts, ""
     assert service.asg is not None
-    group = await services.autoscaling.group(region, service.asg.name)
+    group = await services.autoscaling.group(scope, service.asg.name)
     counts = f"{group.in_service}/{group.desired} in service (min {group.min_size}, max {group.max_size})"
     return "Auto Scaling", group.instance_type or "", counts, ""
 
@@ -258,8 +266,8 @@ async def _service_row(
 async def _database_row(
     services: Services, env_name: str, cluster_id: str
 ) -> tuple[str, str, str, str]:
-    region = services.config.environment(env_name).region
-    cluster = await services.rds.cluster(region, cluster_id)
+    scope = services.config.environment(env_name).scope
+    cluster = await services.rds.cluster(scope, cluster_id)
     classes = ", ".join(
         f"{n} × {c}" for c, n in Counter(m.instance_class for m in cluster.members).items()
     )

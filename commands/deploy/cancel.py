@@ -40,7 +40,7 @@ async def cancel_rollout(ctx: Context, record: JobRecord) -> Plan | None:
     deploy = next((d for d in deploys if d.id == state.get("deploy_record")), None)
     if deploy is None or not deploy.previous_task_definition:
         return None
-    now = await services.ecs.describe_service(service.region, service.target)
+    now = await services.ecs.describe_service(service.scope, service.target)
     ours = next((d for d in now.deployments if d.id == state.get("deployment")), now.primary)
     where = describe_deployment(ours) if ours is not None else f"{now.running}/{now.desired}"
     previous = (

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 
-from bot.config import EcsTarget
+from bot.config import AwsScope, EcsTarget
 from bot.grammar import format_duration
 from bot.polling import Polling
 from bot.ports.ecs import (
@@ -124,7 +124,7 @@ class RolloutWatcher:
     def __init__(
         self,
         ecs: EcsPort,
-        region: str,
+        scope: AwsScope,
         target: EcsTarget,
         deployment_id: str,
         *,
@@ -133,7 +133,7 @@ class RolloutWatcher:
         started: float | None = None,
     ) -> None:
         self._ecs = ecs
-        self._region = region
+        self._scope = scope
         self._target = target
         self._deployment_id = deployment_id
         self._report = report
@@ -161,7 +161,7 @@ class RolloutWatcher:
         last_key: object = None
         last_report = time.monotonic()
         while True:
-            state = await self._ecs.describe_service(self._region, self._target)
+            state = await self._ecs.describe_service(self._scope, self._target)
             self.last = state
             result = await self._evaluate(state)
             if result is not None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from bot.config import EcsTarget
+from bot.config import AwsScope, EcsTarget
 from bot.errors import KajitoriError, OperationFailed, Refused
 from bot.grammar import format_duration
 from bot.jobs.context import JobCancelled, JobContext, JobInterrupted
@@ -64,7 +64,7 @@ class EcsService:
 
     name: str
     env: str
-    region: str
+    scope: AwsScope
     target: EcsTarget
     timeout: timedelta
 
@@ -82,7 +82,7 @@ def _ecs_service(services: Services, name: str, env: str, verb: str) -> EcsServi
     service = services.config.service(name, env)
     if service.ecs is None:
         raise Refused(f"{verb} works on ECS services; {name} in {env} is a {service.kind} service")
-    return EcsService(name, env, environment.region, service.ecs, service.timeout)
+    return EcsService(name, env, environment.scope, service.ecs, service.timeout)
 
 
 def _short_image(image: str) -> str:
@@ -94,13 +94,15 @@ async def _require_image(ecs: EcsPort, service: EcsService, image: str) -> EcrIm
     """The image's ECR entry; Refused, naming recent tags, when its tag is not there."""
     repository = service.target.repository or image_repository(image)
     registry = ecr_registry(image)
-    region, registry_id = (registry[1], registry[0]) if registry else (service.region, None)
+    scope, registry_id = (
+        (service.scope.in_region(registry[1]), registry[0]) if registry else (service.scope, None)
+    )
     tag = image_tag(image)
-    found = await ecs.find_image(region, repository, tag, registry_id)
+    found = await ecs.find_image(scope, repository, tag, registry_id)
     if found is None:
-        recent = await ecs.recent_tags(region, repository, registry_id)
+        recent = await ecs.recent_tags(scope, repository, registry_id)
         raise Refused(
-            f"image tag {tag!r} is not in ECR repository {repository} ({region}); "
+            f"image tag {tag!r} is not in ECR repository {repository} ({scope}); "
             "nothing was changed",
             hint=f"recent tags: {', '.join(recent)}" if recent else None,
         )
@@ -143,13 +145,13 @@ async def deploy(ctx: Context) -> Plan:
     version = command.word("version")
     service = _ecs_service(ctx.services, command.word("service"), command.word("env"), "deploy")
     ecs = ctx.services.ecs
-    state = await ecs.describe_service(service.region, service.target)
+    state = await ecs.describe_service(service.scope, service.target)
     tagged = image_with_tag(state.image, version)
     image = await _require_image(ecs, service, tagged)
     # The new revision names the bytes the tag points to now: a tag moved later (a push
     # of the same tag) changes nothing that was reviewed.
     pinned = image_with_digest(tagged, image.digest) if image.digest else tagged
-    next_revision = await ecs.next_revision(service.region, state.task_definition)
+    next_revision = await ecs.next_revision(service.scope, state.task_definition)
     same = " (same image: new tasks replace the running ones)" if state.image == pinned else ""
     changes = [
         f"image of container {service.target.container}: "
@@ -281,7 +283,7 @@ async def rollback(ctx: Context) -> Plan:
     service = _ecs_service(services, command.word("service"), command.word("env"), "rollback")
     wanted = command.optional_word("version")
     ecs = services.ecs
-    state = await ecs.describe_service(service.region, service.target)
+    state = await ecs.describe_service(service.scope, service.target)
     records = await services.store.list_deploys(service.name, service.env, limit=HISTORY_DEPTH)
     if wanted is None:
         known = previous_version(records, state)
@@ -308,7 +310,7 @@ async def rollback(ctx: Context) -> Plan:
             f"{service.name} in {service.env} already runs {known.version} ({state.revision})"
         )
     definition = await ecs.describe_task_definition(
-        service.region, known.task_definition, service.target.container
+        service.scope, known.task_definition, service.target.container
     )
     if definition.status != "ACTIVE":
         raise Refused(
@@ -385,7 +387,7 @@ class RolloutJob:
         if job.resumed_from is not None:
             record = await self._recorded(job)
         else:
-            state = await ecs.describe_service(service.region, service.target)
+            state = await ecs.describe_service(service.scope, service.target)
             approved_by = job.record.approved_by
             record = DeployRecord(
                 id=await store.next_id("deploy"),
@@ -411,7 +413,7 @@ class RolloutJob:
                 deployment_id = await self._resume_point(job, record)
             watcher = RolloutWatcher(
                 ecs,
-                service.region,
+                service.scope,
                 service.target,
                 deployment_id,
                 report=job.progress,
@@ -503,11 +505,11 @@ class RolloutJob:
             f"cancelled by {by}: rolling back to {back}; stopped at {watcher.status_line()}"
         )
         await job.save_state(cancelled_by=by, rolling_back_to=previous)
-        deployment_id = await services.ecs.update_service(service.region, service.target, previous)
+        deployment_id = await services.ecs.update_service(service.scope, service.target, previous)
         await job.progress(f"ECS deployment {deployment_id} started: back to {back}")
         back_watcher = RolloutWatcher(
             services.ecs,
-            service.region,
+            service.scope,
             service.target,
             deployment_id,
             report=job.progress,
@@ -545,7 +547,7 @@ class RolloutJob:
         if task_definition is None:
             # A new revision of the very revision the plan was made against.
             task_definition = await ecs.register_image_revision(
-                service.region,
+                service.scope,
                 self.from_task_definition or state.task_definition,
                 service.target.container,
                 self.image,
@@ -563,7 +565,7 @@ class RolloutJob:
         # service to learn whether it changed. The write also fails when this replica has
         # lost the job, so a runner that stalled past its lease changes nothing.
         await job.save_state(updating=True)
-        deployment_id = await ecs.update_service(service.region, service.target, task_definition)
+        deployment_id = await ecs.update_service(service.scope, service.target, task_definition)
         await job.save_state(task_definition=task_definition, deployment=deployment_id)
         await job.progress(
             f"ECS deployment {deployment_id} started: {state.revision} → "
@@ -600,7 +602,7 @@ class RolloutJob:
         deployment_id = job.state.get("deployment")
         target = job.state.get("task_definition") or record.task_definition
         if deployment_id is None:
-            current = await job.services.ecs.describe_service(service.region, service.target)
+            current = await job.services.ecs.describe_service(service.scope, service.target)
             primary = current.primary
             if not (
                 job.state.get("updating")
@@ -656,7 +658,7 @@ class RolloutJob:
             # The reasons help, but must not hide what ECS did when they cannot be read.
             try:
                 stopped = await services.ecs.stopped_tasks(
-                    service.region, service.target, started_by=ours.id
+                    service.scope, service.target, started_by=ours.id
                 )
             except Exception:
                 log.exception("reading the stopped tasks of %s failed", ours.id)
@@ -726,7 +728,7 @@ async def rollout_precheck(services: Services, state: dict[str, Any]) -> list[st
     service = _ecs_service(services, str(state["service"]), str(state["env"]), kind)
     ecs = services.ecs
     differences: list[str] = []
-    now = await ecs.describe_service(service.region, service.target)
+    now = await ecs.describe_service(service.scope, service.target)
     planned = str(state.get("from_task_definition", ""))
     if now.task_definition != planned:
         differences.append(
@@ -738,7 +740,7 @@ async def rollout_precheck(services: Services, state: dict[str, Any]) -> list[st
     version = str(state["version"])
     if kind == "rollback":
         definition = await ecs.describe_task_definition(
-            service.region, str(state["task_definition"]), service.target.container
+            service.scope, str(state["task_definition"]), service.target.container
         )
         if definition.status != "ACTIVE":
             differences.append(f"task definition {definition.revision} is now {definition.status}")
@@ -748,8 +750,10 @@ async def rollout_precheck(services: Services, state: dict[str, Any]) -> list[st
     lookup = version if kind == "deploy" else (image_digest(image) or image_tag(image))
     repository = service.target.repository or image_repository(image)
     registry = ecr_registry(image)
-    region, registry_id = (registry[1], registry[0]) if registry else (service.region, None)
-    found = await ecs.find_image(region, repository, lookup, registry_id)
+    scope, registry_id = (
+        (service.scope.in_region(registry[1]), registry[0]) if registry else (service.scope, None)
+    )
+    found = await ecs.find_image(scope, repository, lookup, registry_id)
     digest = str(state.get("digest", ""))
     if found is None:
         differences.append(f"image {repository} {lookup} is no longer in ECR")

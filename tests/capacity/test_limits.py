@@ -48,7 +48,9 @@ async def test_limits_lists_every_limit_with_its_usage_fullest_first(bot: Bot) -
     usage = [float(row[5].rstrip("%")) for row in rows]
     assert usage == sorted(usage, reverse=True)
     assert all(row[0] == "" for row in rows)
-    assert result.text.startswith("AWS limits for all environments (ap-northeast-1): all below 80%")
+    assert result.text.startswith(
+        "AWS limits for all environments (ap-northeast-1; account 123456789012): all below 80%"
+    )
 
 
 async def test_limits_flags_what_is_at_or_above_80_percent(bot: Bot, sandbox: Any) -> None:
@@ -60,7 +62,9 @@ async def test_limits_flags_what_is_at_or_above_80_percent(bot: Bot, sandbox: An
     assert flagged == ["EC2 On-Demand Standard vCPUs", "records in example.internal"]
     assert rows[0][3:6] == ["12", "14", "86%"]
     assert rows[1][3:6] == ["8", "10", "80%"]
-    assert result.text.startswith("AWS limits for staging (ap-northeast-1): 2 at or above 80%")
+    assert result.text.startswith(
+        "AWS limits for staging (ap-northeast-1; account 123456789012): 2 at or above 80%"
+    )
 
 
 async def test_limits_is_open_to_developers_not_analysts(bot: Bot) -> None:

@@ -23,12 +23,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote_plus
 
 import aiohttp
 from aiohttp import web
 
-Fault = Literal["throttle", "5xx"]
+Fault = Literal["throttle", "5xx", "denied"]
 
 _CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,]+/\d{8}/([^/]+)/([^/]+)/aws4_request")
 # Hop-by-hop headers, and the ones aiohttp sets itself for the new message.
@@ -86,7 +86,11 @@ def _action(request: web.Request, headers: dict[str, str], body: bytes) -> str:
 def error_response(protocol: str, fault: Fault, server_error_status: int = 503) -> web.Response:
     """The error AWS sends for `fault`, in the shape botocore parses for `protocol`."""
     request_id = str(uuid.uuid4())
-    if fault == "throttle":
+    if fault == "denied":
+        status = 403
+        code = "AccessDenied"
+        message = "User is not authorized to perform this action (refused by the test proxy)"
+    elif fault == "throttle":
         status = 400
         code = {"ec2": "RequestLimitExceeded", "query": "Throttling", "rest-xml": "Throttling"}.get(
             protocol, "ThrottlingException"
@@ -111,7 +115,7 @@ def error_response(protocol: str, fault: Fault, server_error_status: int = 503) 
             f"<RequestID>{request_id}</RequestID></Response>"
         )
     else:
-        kind = "Sender" if fault == "throttle" else "Receiver"
+        kind = "Receiver" if fault == "5xx" else "Sender"
         xml = (
             '<?xml version="1.0" encoding="UTF-8"?>\n<ErrorResponse><Error>'
             f"<Type>{kind}</Type><Code>{code}</Code><Message>{message}</Message></Error>"
@@ -132,7 +136,9 @@ class AwsProxy:
         seed: int | None = None,
         server_error_status: int = 503,
         timeout: float = 60.0,
+        refuse: Sequence[str] = (),
     ) -> None:
+        """`refuse`: requests whose body holds any of these texts get AccessDenied."""
         if not 0.0 <= fault_rate <= 1.0:
             raise ValueError("fault_rate is a share of the requests, from 0 to 1")
         self.upstream = upstream.rstrip("/")
@@ -141,6 +147,7 @@ class AwsProxy:
         self.fault_rate = fault_rate
         self.faults = tuple(faults)
         self.server_error_status = server_error_status
+        self.refuse = list(refuse)
         self.calls: list[ProxiedCall] = []
         self.url = ""
         self._random = random.Random(seed)
@@ -206,7 +213,9 @@ class AwsProxy:
         call = ProxiedCall(service=service, region=region, action=_action(request, headers, body))
         self.calls.append(call)
         delay = self.latency + (self._random.uniform(0, self.jitter) if self.jitter else 0.0)
-        fault = self._pick_fault()
+        text = unquote_plus(body.decode(errors="replace"))
+        refused = any(r in text for r in self.refuse)
+        fault: Fault | None = "denied" if refused else self._pick_fault()
         if delay > 0:
             await asyncio.sleep(delay)
         call.added = delay
