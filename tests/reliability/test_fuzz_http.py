@@ -424,10 +424,13 @@ async def test_github_webhook_answers_any_signed_body_cleanly(
 async def test_ci_webhook_answers_any_signed_body_cleanly(
     server: Server, body: bytes, name: str, content_type: str, headers: dict[str, str]
 ) -> None:
+    stamp = str(int(time.time()))
     sent = {
         **headers,
         "Content-Type": content_type,
-        "X-Kajitori-Signature-256": "sha256=" + hmac_hex(CI_SECRET, body),
+        "X-Kajitori-Timestamp": stamp,
+        "X-Kajitori-Signature-256": "sha256="
+        + hmac_hex(CI_SECRET, b"v1:" + stamp.encode() + b":" + body),
     }
     status, text = await server.post(f"/webhooks/ci/{quote(name, safe='')}", body, sent)
     assert_answer_clean(status, text)
