@@ -46,7 +46,7 @@ from bot.notifier import Notifier
 from bot.polling import Polling
 from bot.ports.chat import ChatAdapter
 from bot.ports.store import Store
-from bot.redaction import RedactingFilter, Redactor
+from bot.redaction import Redactor, install_log_redaction
 from bot.services import Core, Services
 from bot.spec import Registry
 from commands import build_registry
@@ -131,7 +131,7 @@ async def build_bot(
     `registry`: the commands (every feature's, unless a test adds its own)."""
     settings = settings or Settings()
     redactor = Redactor(settings.secret_values())
-    _install_log_redaction(redactor)
+    install_log_redaction(redactor)
     metrics = PrometheusMetrics()
     # The config counts every attempt, as AWS_MAX_ATTEMPTS does; botocore's `max_attempts`
     # counts the retries after the first.
@@ -278,14 +278,3 @@ def _runner_name() -> str:
     # Unique per process: replicas on one host must never share a name, or one would renew
     # (and so keep) the jobs of another that died.
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-
-
-_installed: set[int] = set()
-
-
-def _install_log_redaction(redactor: Redactor) -> None:
-    root = logging.getLogger()
-    for handler in root.handlers:
-        if id(handler) not in _installed:
-            handler.addFilter(RedactingFilter(redactor))
-            _installed.add(id(handler))

@@ -400,4 +400,12 @@ class Settings(BaseSettings):
             if s is not None
         ]
         values.extend(v for k, v in os.environ.items() if k.startswith("KAJITORI_CI_SECRET_") and v)
+        # AWS credentials given in the environment (not the access key id: it is no secret
+        # on its own, and a pattern masks real ones). Real ones are 40 characters and more;
+        # an emulator's dummy values (`testing`) are left alone rather than masked everywhere.
+        values.extend(
+            v
+            for k in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+            if len(v := os.environ.get(k, "")) >= 16
+        )
         return [v for v in values if len(v) >= 6]
