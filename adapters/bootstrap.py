@@ -239,12 +239,13 @@ async def running_bot(
         await bot.close()
 
 
-def build_web_app(bot: Bot) -> web.Application:
-    """`kajitori serve`'s one aiohttp application: health, metrics, Slack, Typetalk and
-    the GitHub and CI webhooks, each mounted here with what it needs."""
+def build_web_app(bot: Bot, *, metrics_here: bool = True) -> web.Application:
+    """`kajitori serve`'s one aiohttp application: health, metrics (unless they have a port
+    of their own), Slack, Typetalk and the GitHub and CI webhooks, each mounted here with
+    what it needs."""
     kernel, settings = bot.kernel, bot.settings
     app = server.new_app(kernel)
-    health.mount(app, bot.metrics, kernel.jobs)
+    health.mount(app, bot.metrics, kernel.jobs, exposition=metrics_here)
     slack.mount(app, kernel, bot.slack, settings)
     typetalk.mount(app, kernel, bot.typetalk, settings)
     github.mount(app, kernel, settings)
@@ -259,17 +260,20 @@ async def serve(
     host: str = "0.0.0.0",
     port: int = 3000,
     socket_mode: bool = False,
+    metrics_port: int | None = None,
 ) -> None:
-    """`kajitori serve`: the bot behind its HTTP server until SIGTERM or SIGINT."""
+    """`kajitori serve`: the bot behind its HTTP server until SIGTERM or SIGINT; with
+    `metrics_port`, `GET /metrics` is served on that port (same host) instead."""
     bot = await build_bot(config, settings)
     # A server takes over the jobs of replicas that stopped, and hands its own over when it
     # stops; a shell or `run` does neither, as it leaves soon.
     bot.start_background(bot.jobs.take_over_forever(config.jobs.takeover_interval), "takeovers")
-    app = build_web_app(bot)
+    app = build_web_app(bot, metrics_here=metrics_port is None)
     if socket_mode:
         bot.start_background(slack.run_socket_mode(app, settings), "slack-socket-mode")
+    metrics = None if metrics_port is None else (health.metrics_app(bot.metrics), metrics_port)
     try:
-        await server.run(app, host=host, port=port)
+        await server.run(app, host=host, port=port, metrics=metrics)
     finally:
         await bot.close()
 

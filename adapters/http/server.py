@@ -52,8 +52,14 @@ def new_app(kernel: Kernel) -> web.Application:
     return app
 
 
-async def run(app: web.Application, *, host: str, port: int) -> None:
-    """Serve `app` until SIGTERM or SIGINT."""
+async def run(
+    app: web.Application,
+    *,
+    host: str,
+    port: int,
+    metrics: tuple[web.Application, int] | None = None,
+) -> None:
+    """Serve `app` until SIGTERM or SIGINT; `metrics`, an application and its own port."""
     # What is built by now lives as long as the server: keeping it out of the collector's
     # full passes spares every request an occasional ~80 ms stall (Slack's 3 s ack budget).
     gc.freeze()
@@ -68,6 +74,13 @@ async def run(app: web.Application, *, host: str, port: int) -> None:
     listener = await loop.create_server(
         guard.wrap(runner.server), host, port, backlog=BACKLOG, reuse_address=True
     )
+    metrics_runner = None
+    if metrics is not None:
+        metrics_app, metrics_port = metrics
+        metrics_runner = new_runner(metrics_app, limits)
+        await metrics_runner.setup()
+        await web.TCPSite(metrics_runner, host, metrics_port, backlog=64).start()
+        log.warning("metrics on http://%s:%s/metrics", host, metrics_port)
     log.warning("kajitori serving on http://%s:%s", host, port)
     print(f"kajitori serving on http://{host}:{port}", flush=True)
     stop = asyncio.Event()
@@ -78,4 +91,6 @@ async def run(app: web.Application, *, host: str, port: int) -> None:
         await stop.wait()
     finally:
         listener.close()
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
         await runner.cleanup()
