@@ -1,15 +1,15 @@
 """What one client may take of `kajitori serve`: connections, time and bytes.
 
 aiohttp bounds the request line and headers by size (`max_line_size`, `max_field_size`,
-`max_headers`) and closes a connection that has not sent complete headers within its
-`keepalive_timeout`, counted from the connection's start and from the end of each answer:
-that is the header timeout. What aiohttp leaves open is done here:
+`max_headers`) and closes a keep-alive connection left idle for `keepalive_timeout`. What
+aiohttp leaves open (or does only in its latest releases) is done here:
 
-- `ConnectionGuard` caps the open connections. At the cap a new connection does not wait
-  in the listen queue behind slow ones (or fail for want of file descriptors): the oldest
-  connection that is not having a request handled (idle, or still sending its headers or
-  body) is closed to make room. Only when every connection is busy in a handler is the new
-  one answered 503.
+- `ConnectionGuard` closes a connection that has not sent a request's complete headers within
+  `header_timeout` of its start or of the end of the previous answer, and caps the open
+  connections. At the cap a new connection does not wait in the listen queue behind slow
+  ones (or fail for want of file descriptors): the oldest connection that is not having a
+  request handled (idle, or still sending its headers or body) is closed to make room. Only
+  when every connection is busy in a handler is the new one answered 503.
 - `request_limits` reads each body within `body_timeout` (408 past it) and within the
   endpoint's size (413): the chat and webhook endpoints take up to `max_body_bytes`, the
   others (health, readiness, metrics) next to nothing.
@@ -49,15 +49,19 @@ _BUSY = (
 
 
 class ConnectionGuard:
-    """Counts open connections; at the cap, makes room by closing the one waiting longest."""
+    """Counts open connections and times their requests' headers; at the cap, makes room by
+    closing the connection waiting longest."""
 
-    def __init__(self, max_connections: int) -> None:
+    def __init__(self, max_connections: int, header_timeout: float) -> None:
         self.max_connections = max_connections
+        self.header_timeout = header_timeout
         self._open: set[asyncio.Transport] = set()
-        # Connections with no request being handled, the one waiting longest first.
-        self._waiting: dict[asyncio.Transport, None] = {}
+        # Connections with no request being handled, the one waiting longest first, with
+        # the deadline for their headers (None once the headers are in and the body comes).
+        self._waiting: dict[asyncio.Transport, asyncio.TimerHandle | None] = {}
         self.evicted = 0
         self.refused = 0
+        self.timed_out = 0
         self._reported_at = 0.0
         self._unreported = 0
 
@@ -81,22 +85,45 @@ class ConnectionGuard:
             self.evicted += 1
             self._report()
         self._open.add(transport)
-        self._waiting[transport] = None
+        self._wait(transport)
         return True
 
     def closed(self, transport: asyncio.Transport) -> None:
         self._open.discard(transport)
-        self._waiting.pop(transport, None)
+        self._stop_waiting(transport)
+
+    def headers_in(self, transport: asyncio.Transport) -> None:
+        """A request's headers arrived in time; its body (if any) is timed by the middleware."""
+        deadline = self._waiting.get(transport)
+        if deadline is not None:
+            deadline.cancel()
+            self._waiting[transport] = None
 
     def handling(self, transport: asyncio.Transport) -> None:
         """A whole request is in and is being answered: not to be closed to make room."""
-        self._waiting.pop(transport, None)
+        self._stop_waiting(transport)
 
     def idle(self, transport: asyncio.Transport) -> None:
         """Answered: the connection waits for its next request, at the back of the queue."""
         if transport in self._open:
-            self._waiting.pop(transport, None)
-            self._waiting[transport] = None
+            self._stop_waiting(transport)
+            self._wait(transport)
+
+    def _wait(self, transport: asyncio.Transport) -> None:
+        loop = asyncio.get_running_loop()
+        self._waiting[transport] = loop.call_later(self.header_timeout, self._expire, transport)
+
+    def _stop_waiting(self, transport: asyncio.Transport) -> None:
+        deadline = self._waiting.pop(transport, None)
+        if deadline is not None:
+            deadline.cancel()
+
+    def _expire(self, transport: asyncio.Transport) -> None:
+        """No complete headers within `header_timeout` of the start or of the last answer."""
+        if self._waiting.get(transport) is not None:
+            self.closed(transport)
+            transport.abort()
+            self.timed_out += 1
 
     def _report(self) -> None:
         self._unreported += 1
@@ -171,6 +198,8 @@ def request_limits(guard: ConnectionGuard, limits: ServerLimits) -> Middleware:
     @web.middleware
     async def limit_request(request: web.Request, handler: Handler) -> web.StreamResponse:
         transport = request.transport
+        if transport is not None:
+            guard.headers_in(transport)
         try:
             if request.body_exists:
                 cap = body_limit(request.path, limits)
@@ -205,7 +234,7 @@ def new_runner(app: web.Application, limits: ServerLimits) -> web.AppRunner:
     return web.AppRunner(
         app,
         access_log=None,
-        # From the connection's start and after each answer: the header timeout.
+        # Idle keep-alive connections go after the header timeout too.
         keepalive_timeout=limits.header_timeout.total_seconds(),
         max_line_size=8190,
         max_field_size=8190,

@@ -30,7 +30,7 @@ async def healthz(_request: web.Request) -> web.Response:
 
 def new_app(kernel: Kernel) -> web.Application:
     limits = kernel.config.server
-    guard = ConnectionGuard(limits.max_connections)
+    guard = ConnectionGuard(limits.max_connections, limits.header_timeout.total_seconds())
     app = web.Application(
         client_max_size=limits.max_body_bytes, middlewares=[request_limits(guard, limits)]
     )
