@@ -42,7 +42,7 @@ from bot.notifier import Notifier
 from bot.polling import Polling
 from bot.ports.chat import ChatAdapter
 from bot.ports.store import Store
-from bot.redaction import RedactingFilter, Redactor
+from bot.redaction import Redactor, install_log_redaction
 from bot.services import Core, Services
 from bot.spec import Registry
 from commands import build_registry
@@ -132,7 +132,7 @@ async def build_bot(
     `registry`: the commands (every feature's, unless a test adds its own)."""
     settings = settings or Settings()
     redactor = Redactor(settings.secret_values())
-    _install_log_redaction(redactor)
+    install_log_redaction(redactor)
     metrics = PrometheusMetrics()
     # The config counts every attempt, as AWS_MAX_ATTEMPTS does; botocore's `max_attempts`
     # counts the retries after the first.
@@ -247,9 +247,10 @@ async def running_bot(
         await bot.close()
 
 
-def build_web_app(bot: Bot) -> web.Application:
-    """`kajitori serve`'s one aiohttp application: health, metrics, Slack, Typetalk and
-    the GitHub and CI webhooks, each mounted here with what it needs."""
+def build_web_app(bot: Bot, *, metrics_here: bool = True) -> web.Application:
+    """`kajitori serve`'s one aiohttp application: health, metrics (unless they have a port
+    of their own), Slack, Typetalk and the GitHub and CI webhooks, each mounted here with
+    what it needs."""
     # Loaded here, not at start: a one-shot `kajitori run` serves no HTTP.
     from adapters.chat import slack, typetalk
     from adapters.http import health, server
@@ -257,7 +258,7 @@ def build_web_app(bot: Bot) -> web.Application:
 
     kernel, settings = bot.kernel, bot.settings
     app = server.new_app(kernel)
-    health.mount(app, bot.metrics, kernel.jobs)
+    health.mount(app, bot.metrics, kernel.jobs, exposition=metrics_here)
     slack.mount(app, kernel, bot.slack, settings)
     typetalk.mount(app, kernel, bot.typetalk, settings)
     github.mount(app, kernel, settings)
@@ -272,20 +273,23 @@ async def serve(
     host: str = "0.0.0.0",
     port: int = 3000,
     socket_mode: bool = False,
+    metrics_port: int | None = None,
 ) -> None:
-    """`kajitori serve`: the bot behind its HTTP server until SIGTERM or SIGINT."""
+    """`kajitori serve`: the bot behind its HTTP server until SIGTERM or SIGINT; with
+    `metrics_port`, `GET /metrics` is served on that port (same host) instead."""
     from adapters.chat import slack
-    from adapters.http import server
+    from adapters.http import health, server
 
     bot = await build_bot(config, settings)
     # A server takes over the jobs of replicas that stopped, and hands its own over when it
     # stops; a shell or `run` does neither, as it leaves soon.
     bot.start_background(bot.jobs.take_over_forever(config.jobs.takeover_interval), "takeovers")
-    app = build_web_app(bot)
+    app = build_web_app(bot, metrics_here=metrics_port is None)
     if socket_mode:
         bot.start_background(slack.run_socket_mode(app, settings), "slack-socket-mode")
+    metrics = None if metrics_port is None else (health.metrics_app(bot.metrics), metrics_port)
     try:
-        await server.run(app, host=host, port=port)
+        await server.run(app, host=host, port=port, metrics=metrics)
     finally:
         await bot.close()
 
@@ -364,14 +368,3 @@ def _runner_name() -> str:
     # Unique per process: replicas on one host must never share a name, or one would renew
     # (and so keep) the jobs of another that died.
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-
-
-_installed: set[int] = set()
-
-
-def _install_log_redaction(redactor: Redactor) -> None:
-    root = logging.getLogger()
-    for handler in root.handlers:
-        if id(handler) not in _installed:
-            handler.addFilter(RedactingFilter(redactor))
-            _installed.add(id(handler))

@@ -133,7 +133,14 @@ async def _serve(args: argparse.Namespace) -> int:
     from adapters.bootstrap import serve
 
     config = _load(args.config)
-    await serve(config, Settings(), host=args.host, port=args.port, socket_mode=args.socket_mode)
+    await serve(
+        config,
+        Settings(),
+        host=args.host,
+        port=args.port,
+        socket_mode=args.socket_mode,
+        metrics_port=args.metrics_port,
+    )
     return EXIT_OK
 
 
@@ -222,6 +229,11 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=3000)
     serve.add_argument(
         "--socket-mode", action="store_true", help="connect to Slack over Socket Mode"
+    )
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve GET /metrics on this port (same host) instead of the main one",
     )
     shell = with_config(sub.add_parser("shell", help="a local chat session in the terminal"))
     shell.add_argument("--as", dest="as_member", help="member id (default local:$USER)")

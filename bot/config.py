@@ -327,6 +327,20 @@ class QuotaWatch(Strict):
     thresholds: list[int] = Field(default_factory=lambda: [80, 90, 100])
 
 
+class ServerLimits(Strict):
+    """`server:` what one client may take of `kajitori serve`, so slow or hostile clients
+    cannot starve the others (health checks, Slack's 3-second acknowledgements)."""
+
+    # Beyond this, a new connection closes the oldest one that has not sent a whole request.
+    max_connections: int = Field(default=1024, ge=8, le=65536)
+    # To send a request's line and headers; also how long an idle keep-alive connection stays.
+    header_timeout: Duration = timedelta(seconds=10)
+    # To send a body, once the headers are in.
+    body_timeout: Duration = timedelta(seconds=20)
+    # Largest body accepted on the Slack, Typetalk and webhook endpoints (others take none).
+    max_body_bytes: int = Field(default=1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024)
+
+
 class Config(Strict):
     slack: SlackConfig = SlackConfig()
     typetalk: TypetalkConfig = TypetalkConfig()
@@ -339,6 +353,7 @@ class Config(Strict):
     aws: AwsConfig = AwsConfig()
     triggers: list[Trigger] = Field(default_factory=list)
     quota_watch: QuotaWatch | None = None
+    server: ServerLimits = ServerLimits()
 
     @model_validator(mode="after")
     def _name_environments(self) -> Config:
@@ -543,4 +558,12 @@ class Settings(BaseSettings):
             if s is not None
         ]
         values.extend(v for k, v in os.environ.items() if k.startswith("KAJITORI_CI_SECRET_") and v)
+        # AWS credentials given in the environment (not the access key id: it is no secret
+        # on its own, and a pattern masks real ones). Real ones are 40 characters and more;
+        # an emulator's dummy values (`testing`) are left alone rather than masked everywhere.
+        values.extend(
+            v
+            for k in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+            if len(v := os.environ.get(k, "")) >= 16
+        )
         return [v for v in values if len(v) >= 6]

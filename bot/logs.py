@@ -13,6 +13,8 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import IO, Any
 
+from bot.redaction import redact_log_text
+
 current_job_id: ContextVar[int | None] = ContextVar("kajitori_job_id", default=None)
 
 # LogRecord attributes that are not `extra=` fields.
@@ -44,14 +46,25 @@ class JsonFormatter(logging.Formatter):
             entry["job_id"] = job_id
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = value
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        elif record.exc_text:
+                entry[key] = _redacted(value)
+        # The record was redacted as it was made, its exception text included; `extra=` fields
+        # were added after, so they are redacted here.
+        if record.exc_text:
             entry["exception"] = record.exc_text
+        elif record.exc_info:
+            entry["exception"] = redact_log_text(self.formatException(record.exc_info))
         if record.stack_info:
-            entry["stack"] = self.formatStack(record.stack_info)
+            entry["stack"] = redact_log_text(self.formatStack(record.stack_info))
         return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_log_text(value)
+    if isinstance(value, int | float | bool) or value is None:
+        return value
+    text = json.dumps(value, default=str, ensure_ascii=False)
+    return value if redact_log_text(text) == text else redact_log_text(str(value))
 
 
 def json_handler(stream: IO[str]) -> logging.Handler:

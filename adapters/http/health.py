@@ -59,15 +59,31 @@ def ack_timer(metrics: ServerMetrics) -> Middleware:
     return time_ack
 
 
-def mount(app: web.Application, metrics: ServerMetrics, jobs: JobManager) -> None:
+def mount(
+    app: web.Application, metrics: ServerMetrics, jobs: JobManager, *, exposition: bool = True
+) -> None:
+    """Time every answer on `app`; serve `GET /metrics` there too unless `exposition` is
+    False (it is then served on a port of its own: `metrics_app`)."""
     metrics.watch_running_jobs(lambda: len(jobs.running))
     app.middlewares.append(ack_timer(metrics))
+    if exposition:
+        app.router.add_get("/metrics", exposition_handler(metrics))
 
-    async def exposition(_request: web.Request) -> web.Response:
+
+def exposition_handler(metrics: ServerMetrics) -> Handler:
+    async def exposition(_request: web.Request) -> web.StreamResponse:
         body, content_type = metrics.render()
         response = web.Response(body=body)
         # The content type carries a `version` parameter that aiohttp's `content_type=` refuses.
         response.headers["Content-Type"] = content_type
         return response
 
-    app.router.add_get("/metrics", exposition)
+    return exposition
+
+
+def metrics_app(metrics: ServerMetrics) -> web.Application:
+    """`GET /metrics` alone, for `kajitori serve --metrics-port`: scraped on a port that is
+    not exposed with the chat and webhook endpoints."""
+    app = web.Application(client_max_size=1024)
+    app.router.add_get("/metrics", exposition_handler(metrics))
+    return app

@@ -18,6 +18,7 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -53,6 +54,34 @@ def signature_matches(secret: SecretStr | None, body: bytes, header: str | None)
     return hmac.compare_digest(expected.encode(), header.strip().encode())
 
 
+def body_digest(*parts: bytes) -> str:
+    """SHA-256 of what was signed: a replayed body has the same digest whatever its headers."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part)
+    return digest.hexdigest()
+
+
+async def seen_before(bot: Kernel, keys: dict[str, timedelta]) -> list[str]:
+    """Remember every key (each for its own time); return those seen already. A request runs
+    only when none was: a replay under a fresh delivery id still matches its body's digest."""
+    services = bot.services
+    now = services.clock.now()
+    return [
+        key
+        for key, memory in keys.items()
+        if not await services.store.first_seen(key, now + memory)
+    ]
+
+
+def already_handled(delivery: str | None, why: str) -> web.Response:
+    """The answer to a replay or a retry: acknowledged (so nobody retries it), nothing run."""
+    answer: dict[str, Any] = {"duplicate": True, "message": f"already handled ({why})"}
+    if delivery:
+        answer = {"delivery": delivery, **answer}
+    return web.json_response(answer)
+
+
 def json_error(status: int, error: str, **details: Any) -> web.Response:
     return web.json_response({"error": error, **details}, status=status)
 
@@ -73,11 +102,16 @@ def validation_problem(error: ValidationError) -> str:
     return f"{path}: {message}"
 
 
+TOO_DEEP = "the body is not JSON this server reads: nested too deep"
+
+
 def parse_json_body(body: bytes, model: type[ModelT]) -> ModelT | web.Response:
     try:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         return json_error(400, f"the body is not JSON: {error}")
+    except RecursionError:
+        return json_error(400, TOO_DEEP)
     if not isinstance(data, dict):
         return json_error(400, "the body must be a JSON object")
     try:
@@ -97,6 +131,10 @@ def guarded(handler: WebhookHandler) -> WebhookHandler:
             return await handler(request)
         except web.HTTPException:
             raise
+        except RecursionError:
+            # Only a body nested past any real payload gets here: the sender's error.
+            log.warning("%s refused: a body nested too deep", request.path)
+            return json_error(400, TOO_DEEP)
         except Exception:
             error_id = secrets.token_hex(4)
             log.exception("internal error %s on %s", error_id, request.path)

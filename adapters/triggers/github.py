@@ -2,8 +2,11 @@
 
 Checked in this order, so that nothing runs for a request that fails a check: the signature
 (`X-Hub-Signature-256`, constant time), the event (`ping` is answered, anything but `push`
-and `release` ignored), the payload, the config's triggers, and only then the delivery id,
-so a redelivery of a delivery that ran is acknowledged and not run twice.
+and `release` ignored), the payload, the config's triggers, and only then whether it was
+seen before. GitHub signs no timestamp, so a captured delivery stays validly signed forever;
+what makes it run once is remembering both its delivery id and a digest of its body for as
+long as GitHub redelivers: a redelivery, or the same body replayed under a fresh delivery
+id, is acknowledged and starts nothing.
 """
 
 from __future__ import annotations
@@ -21,11 +24,14 @@ from adapters.triggers.common import (
     IMAGE_TAG,
     TriggerDeploy,
     WebhookHandler,
+    already_handled,
+    body_digest,
     guarded,
     json_error,
     parse_json_body,
     read_body,
     run_trigger_deploy,
+    seen_before,
     signature_matches,
     warn_unannounced,
 )
@@ -35,7 +41,8 @@ from bot.kernel import Kernel
 log = logging.getLogger(__name__)
 
 PATH = "/webhooks/github"
-# GitHub lets a delivery be redelivered by hand for days; remember ids for a week.
+# GitHub lets a delivery be redelivered by hand for days (its "Recent deliveries" keep 3):
+# remember ids and bodies for a week.
 DELIVERY_MEMORY = timedelta(days=7)
 _SHA = re.compile(r"[0-9a-f]{40}")
 
@@ -195,11 +202,15 @@ def github_handler(bot: Kernel, settings: Settings) -> WebhookHandler:
             log.info("github delivery %s ignored: %s", delivery, reason)
         if not matches.deploys:
             return web.json_response({"delivery": delivery, "ignored": matches.skipped}, status=202)
-        services = bot.services
-        expires = services.clock.now() + DELIVERY_MEMORY
-        if not await services.store.first_seen(f"github:{delivery}", expires):
-            log.info("github delivery %s seen before: not run again", delivery)
-            return web.json_response({"delivery": delivery, "duplicate": True})
+        delivery_key = f"github:{delivery}"
+        seen = await seen_before(
+            bot,
+            {delivery_key: DELIVERY_MEMORY, f"github:body:{body_digest(body)}": DELIVERY_MEMORY},
+        )
+        if seen:
+            why = "same delivery id" if delivery_key in seen else "same body, another delivery id"
+            log.warning("github delivery %s seen before (%s): not run again", delivery, why)
+            return already_handled(delivery, why)
         outcomes = [await run_trigger_deploy(bot, deploy) for deploy in matches.deploys]
         return web.json_response(
             {

@@ -424,10 +424,93 @@ async def test_github_webhook_answers_any_signed_body_cleanly(
 async def test_ci_webhook_answers_any_signed_body_cleanly(
     server: Server, body: bytes, name: str, content_type: str, headers: dict[str, str]
 ) -> None:
+    stamp = str(int(time.time()))
     sent = {
         **headers,
         "Content-Type": content_type,
-        "X-Kajitori-Signature-256": "sha256=" + hmac_hex(CI_SECRET, body),
+        "X-Kajitori-Timestamp": stamp,
+        "X-Kajitori-Signature-256": "sha256="
+        + hmac_hex(CI_SECRET, b"v1:" + stamp.encode() + b":" + body),
     }
     status, text = await server.post(f"/webhooks/ci/{quote(name, safe='')}", body, sent)
     assert_answer_clean(status, text)
+
+
+def nested(depth: int, kind: str) -> bytes:
+    """JSON nested `depth` deep: `[[[…]]]` or `{"a": {"a": …}}`."""
+    if kind == "array":
+        return b"[" * depth + b"]" * depth
+    return b'{"a": ' * depth + b"{}" + b"}" * depth
+
+
+DEPTHS = (200, 900, 5000, 200_000)
+
+
+async def test_deeply_nested_json_gets_a_400_on_every_endpoint_and_never_a_500(
+    server: Server,
+) -> None:
+    answers: list[tuple[str, int, int, str]] = []
+    for depth in DEPTHS:
+        for kind in ("array", "object"):
+            deep = nested(depth, kind)
+            wrapped = b'{"service": "api", "env": "staging", "version": "v2", "x": ' + deep + b"}"
+            for body in (deep, wrapped):
+                stamp = str(int(time.time()))
+                status, text = await server.post(
+                    "/webhooks/ci/jenkins",
+                    body,
+                    {
+                        "Content-Type": "application/json",
+                        "X-Kajitori-Timestamp": stamp,
+                        "X-Kajitori-Signature-256": "sha256="
+                        + hmac_hex(CI_SECRET, b"v1:" + stamp.encode() + b":" + body),
+                    },
+                )
+                answers.append(("ci", depth, status, text))
+                status, text = await server.post(
+                    "/webhooks/github",
+                    body,
+                    {
+                        "Content-Type": "application/json",
+                        "X-GitHub-Event": "release",
+                        "X-GitHub-Delivery": f"deep-{depth}-{kind}-{len(body)}",
+                        "X-Hub-Signature-256": "sha256=" + hmac_hex(GITHUB_SECRET, body),
+                    },
+                )
+                answers.append(("github", depth, status, text))
+                status, text = await server.post(
+                    "/typetalk/webhook",
+                    body,
+                    {"Content-Type": "application/json"},
+                    {"token": TYPETALK_SECRET},
+                )
+                answers.append(("typetalk", depth, status, text))
+            # Slack: an Events API body and an interactivity payload, signed.
+            event_body = b'{"type": "event_callback", "team_id": "T1", "event": ' + deep + b"}"
+            form_body = b"payload=" + quote(deep.decode()).encode()
+            for body, content_type in (
+                (deep, "application/json"),
+                (event_body, "application/json"),
+                (form_body, "application/x-www-form-urlencoded"),
+            ):
+                stamp = str(int(time.time()))
+                status, text = await server.post(
+                    "/slack/events",
+                    body,
+                    {
+                        "Content-Type": content_type,
+                        "X-Slack-Request-Timestamp": stamp,
+                        "X-Slack-Signature": "v0="
+                        + hmac_hex(SLACK_SECRET, b"v0:" + stamp.encode() + b":" + body),
+                    },
+                )
+                answers.append(("slack", depth, status, text))
+
+    for endpoint, depth, status, text in answers:
+        # 413: nesting 200,000 deep takes more than the 1 MiB a body may have.
+        assert status in (400, 404, 413), (endpoint, depth, status, text)
+        for mark in TRACEBACK_MARKS:
+            assert mark not in text, (endpoint, depth, text)
+        if depth >= 5000 and status != 413:
+            expected = "unreadable request" if endpoint == "slack" else "nested too deep"
+            assert status == 400 and expected in text, (endpoint, depth, status, text)

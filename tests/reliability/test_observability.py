@@ -28,7 +28,7 @@ from tests.conftest import demo_data
 from tests.reliability.helpers import ALICE, samples, serving, start_job, value
 from tests.support.aws_proxy import AwsProxy
 from tests.support.chat import RecordingChat
-from tests.support.serve import ServeProcess
+from tests.support.serve import ServeProcess, free_port
 
 REGION = "ap-northeast-1"
 
@@ -294,3 +294,34 @@ async def test_serve_logs_json_and_exposes_metrics(sandbox: Any, tmp_path: Path)
     assert logged, output
     for entry in logged:
         assert {"time", "level", "logger", "message"} <= entry.keys()
+
+
+async def test_metrics_port_serves_metrics_apart_from_the_public_endpoints(
+    sandbox: Any, tmp_path: Path
+) -> None:
+    data = demo_data()
+    data["store"] = f"sqlite://{tmp_path / 'state.db'}"
+    metrics_port = free_port()
+    process = ServeProcess(
+        data,
+        {"AWS_ENDPOINT_URL": sandbox.url},
+        tmp_path,
+        extra_args=["--metrics-port", str(metrics_port)],
+    )
+    await process.start()
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"{process.url}/webhooks/ci/jenkins", data=b"{}") as response,
+        ):
+            assert response.status == 401
+        public = await fetch(f"{process.url}/metrics")
+        code, content_type, text = await fetch(f"http://127.0.0.1:{metrics_port}/metrics")
+    finally:
+        await process.stop()
+
+    assert public[0] == 404
+    assert code == 200
+    assert content_type.startswith("text/plain")
+    # The requests answered on the public port are counted on the metrics port.
+    assert value(samples(text), "kajitori_http_requests_total", adapter="ci", status="401") == 1

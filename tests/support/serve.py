@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,14 @@ def free_port() -> int:
 
 
 class ServeProcess:
-    def __init__(self, config: dict[str, Any], env: dict[str, str], folder: Path) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        env: dict[str, str],
+        folder: Path,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        self.extra_args = list(extra_args)
         self.config = config
         self.env = env
         self.folder = folder
@@ -47,6 +55,7 @@ class ServeProcess:
             "127.0.0.1",
             "--port",
             str(self.port),
+            *self.extra_args,
             env=env,
             stdout=log,
             stderr=log,

@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import itertools
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -41,18 +43,41 @@ RELEASES_TOPIC = 7
 
 
 def sign(secret: str, body: bytes) -> str:
+    """GitHub's signature: HMAC-SHA256 of the body alone."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def ci_headers(
+    body: bytes, *, secret: str = CI_SECRET, timestamp: int | None = None
+) -> dict[str, str]:
+    """A CI's headers, signed as the docs say: HMAC-SHA256 of `v1:` + timestamp + `:` + body."""
+    stamp = str(int(time.time()) if timestamp is None else timestamp)
+    base = b"v1:" + stamp.encode() + b":" + body
+    digest = hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+    return {
+        "Content-Type": "application/json",
+        "X-Kajitori-Timestamp": stamp,
+        "X-Kajitori-Signature-256": f"sha256={digest}",
+    }
 
 
 def fixture_bytes(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()
 
 
+FIXTURE_RELEASE_ID = 17372790
+_release_ids = itertools.count(FIXTURE_RELEASE_ID + 1)
+
+
 def release_payload(tag: str) -> bytes:
-    """GitHub's `release published` example, byte for byte but for the tag it names."""
+    """GitHub's `release published` example, byte for byte but for the tag it names and the
+    release's id: each call is another release, as each of GitHub's deliveries differs."""
     body = fixture_bytes("release-published.payload.json")
-    return body.replace(b'"0.0.1"', json.dumps(tag).encode()).replace(
-        b"/tag/0.0.1", f"/tag/{tag}".encode()
+    release_id = str(next(_release_ids)).encode()
+    return (
+        body.replace(b'"0.0.1"', json.dumps(tag).encode())
+        .replace(b"/tag/0.0.1", f"/tag/{tag}".encode())
+        .replace(b'"id": 17372790,', b'"id": ' + release_id + b",")
     )
 
 
@@ -120,13 +145,18 @@ class Kajitori:
         return await self.request("/webhooks/github", body, headers)
 
     async def ci(
-        self, name: str, payload: dict[str, Any], signature: str | None = None
+        self,
+        name: str,
+        payload: dict[str, Any],
+        *,
+        secret: str = CI_SECRET,
+        timestamp: int | None = None,
+        delivery: str | None = None,
     ) -> tuple[int, Any]:
         body = json.dumps(payload).encode()
-        headers = {
-            "Content-Type": "application/json",
-            "X-Kajitori-Signature-256": signature or sign(CI_SECRET, body),
-        }
+        headers = ci_headers(body, secret=secret, timestamp=timestamp)
+        if delivery is not None:
+            headers["X-Kajitori-Delivery"] = delivery
         return await self.request(f"/webhooks/ci/{name}", body, headers)
 
     async def typetalk(

@@ -104,11 +104,45 @@ async def test_same_delivery_twice_runs_one_deploy(
 
     assert first[0] == 202
     assert first[1]["deploys"][0]["outcome"] == "started"
-    assert again == (200, {"delivery": "d-twice", "duplicate": True})
+    assert again == (
+        200,
+        {"delivery": "d-twice", "duplicate": True, "message": "already handled (same delivery id)"},
+    )
     assert late == again
     announcement(typetalk_api)  # exactly one
     started = [p for p in typetalk_api.posts if "started by" in p.message]
     assert len(started) == 1
+
+
+async def test_a_captured_release_replayed_under_a_new_delivery_id_deploys_nothing(
+    kajitori: Kajitori, typetalk_api: TypetalkApi
+) -> None:
+    # What anyone who saw a delivery (GitHub's "Recent deliveries", a proxy's log) holds:
+    # a validly signed body. GitHub signs no timestamp, so only its digest gives it away.
+    captured = release_payload("v3")
+    status, answer = await kajitori.github("release", captured, "d-captured")
+    assert status == 202
+    assert answer["deploys"][0]["outcome"] == "started"
+    await typetalk_api.wait_for_posts(has("deployed api v3 to staging"))
+
+    replays = [await kajitori.github("release", captured, f"d-replay-{n}") for n in range(3)]
+
+    for n, replay in enumerate(replays):
+        assert replay == (
+            200,
+            {
+                "delivery": f"d-replay-{n}",
+                "duplicate": True,
+                "message": "already handled (same body, another delivery id)",
+            },
+        )
+    announcement(typetalk_api)  # the first delivery's, and no other
+    assert len([p for p in typetalk_api.posts if "started by" in p.message]) == 1
+    assert "github delivery d-replay-0 seen before (same body" in kajitori.serve.log()
+    # A release published since, with its own body, still deploys.
+    status, answer = await kajitori.github("release", release_payload("v2"), "d-next")
+    assert answer["deploys"][0]["outcome"] == "started"
+    await typetalk_api.wait_for_posts(has("deployed api v2 to staging"))
 
 
 async def test_deploys_refused_by_their_checks_are_announced_with_the_reason(

@@ -28,13 +28,16 @@ def test_signature_check_passes_githubs_documented_test_vector() -> None:
     assert not signature_matches(None, VECTOR_BODY, VECTOR_SIGNATURE)
 
 
-def test_release_payload_changes_only_the_tag() -> None:
+def test_release_payload_changes_only_the_tag_and_the_release_id() -> None:
     original = json.loads(fixture_bytes("release-published.payload.json"))
     changed = json.loads(release_payload("v2"))
+    other = json.loads(release_payload("v2"))
     assert changed["release"]["tag_name"] == "v2"
     assert changed["release"]["html_url"].endswith("/releases/tag/v2")
+    assert len({original["release"]["id"], changed["release"]["id"], other["release"]["id"]}) == 3
     changed["release"]["tag_name"] = original["release"]["tag_name"]
     changed["release"]["html_url"] = original["release"]["html_url"]
+    changed["release"]["id"] = original["release"]["id"]
     assert changed == original
 
 
