@@ -26,6 +26,7 @@ from adapters.aws.clients import AwsClients, explain_aws_failure
 from adapters.aws.ecs import AwsEcs
 from adapters.aws.quotas import AwsQuotas
 from adapters.aws.secrets import AdminSecrets
+from adapters.aws.ssm import AwsSsm
 from adapters.chat import slack, typetalk
 from adapters.chat.slack import SlackConnection
 from adapters.chat.typetalk import TypetalkChat
@@ -190,6 +191,7 @@ async def build_bot(
             quotas=AwsQuotas(aws),
             db_sessions=db_sessions,
             read_queries=read_queries,
+            ssm=AwsSsm(aws),
             polling=polling or Polling(),
             explain_failure=explain_aws_failure,
         )

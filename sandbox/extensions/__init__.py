@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 
 from sandbox.extensions import (
+    asg_refresh,
     autoscaling_limits,
     ec2_instances,
     ecs_deployments,
@@ -17,6 +18,7 @@ from sandbox.extensions import (
     rds_modify,
     route53_limits,
     service_quotas,
+    ssm_commands,
 )
 from sandbox.extensions.runtime import Runtime
 
@@ -38,6 +40,8 @@ def install() -> Runtime:
             autoscaling_limits.install()
             route53_limits.install()
             rds_modify.install(runtime)
+            ssm_commands.install(runtime)
+            asg_refresh.install(runtime)
             _Installation.runtime = runtime
         return _Installation.runtime
 
