@@ -135,9 +135,9 @@ class AsgDeploy(Strict):
     image_parameter: str | None = None  # SSM parameter holding the AMI id: /app/ami/{version}
     image_name_pattern: str | None = None  # AMI name: app-{version}-*
     user_data_variable: str | None = None  # APP_VERSION=... in the template's user data
-    checkpoints: list[Annotated[int, Field(ge=1, le=100)]] = Field(default_factory=list)
-    # None: wait for `promote JOB` at each checkpoint (`checkpoint_delay: manual`).
-    checkpoint_delay: Annotated[timedelta | None, BeforeValidator(_bake)] = timedelta(minutes=5)
+    checkpoints: list[Annotated[int, Field(ge=1, le=99)]] = Field(default_factory=list)
+    # How long the refresh waits at each checkpoint (`promote JOB` ends the wait early).
+    checkpoint_delay: Duration = timedelta(minutes=5)
     min_healthy_percentage: int = Field(default=90, ge=0, le=100)
     auto_rollback: bool = True
     instance_warmup: Duration | None = None

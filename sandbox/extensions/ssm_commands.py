@@ -213,6 +213,13 @@ def install(runtime: Runtime) -> None:
                 if invalid:
                     raise InvalidInstanceIdError(invalid, self.account_id)
                 command: Command = original(self, **kwargs)
+                if not kwargs.get("targets"):
+                    # moto adds every instance of the region when there are no targets.
+                    command.instance_ids = list(instance_ids)
+                    command.target_count = command.completed_count = len(instance_ids)
+                    command.invocations = [
+                        command.invocation_response(i, "aws:runShellScript") for i in instance_ids
+                    ]
                 text = " ".join(v for values in parameters.values() for v in values)
                 width = _concurrency(kwargs.get("max_concurrency") or "50", len(instance_ids))
                 step = runtime.delay(runtime.timing.ssm_command)
