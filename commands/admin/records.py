@@ -30,12 +30,16 @@ async def history(ctx: Context) -> Message:
     rows = []
     for d in deploys:
         took = format_duration(d.ended_at - d.started_at) if d.ended_at else "running"
+        # Fleets record the version per instance instead of a revision.
+        revision = d.task_definition.rsplit("/", 1)[-1] or ", ".join(
+            f"{i}: {v}" for i, v in sorted(d.instances.items())
+        )
         rows.append(
             [
                 f"{d.started_at:%m-%d %H:%M}",
                 d.kind,
                 d.version,
-                d.task_definition.rsplit("/", 1)[-1],
+                revision,
                 d.triggered_by,
                 took,
                 d.outcome,
@@ -49,7 +53,7 @@ async def history(ctx: Context) -> Message:
                 "when (UTC)",
                 "kind",
                 "version",
-                "task definition",
+                "revision / instances",
                 "by",
                 "took",
                 "outcome",

@@ -112,6 +112,10 @@ async def test_fleet_deploy_runs_a_canary_waits_for_promote_then_deploys_the_sec
         assert (record.kind, record.version, record.outcome) == ("deploy", "v2", "succeeded")
         assert record.previous_instances == {canary: "v1", second: "v1"}
         assert record.instances == {canary: "v2", second: "v2"}
+        history = await say(bot, "local:carol", "history web staging")
+        assert f"{canary}: v2, {second}: v2" in history.text, history.text
+        status = await say(bot, "local:carol", "status web staging")
+        assert "versions: 2 v2" in status.text, status.text
     finally:
         await bot.close()
 
