@@ -19,8 +19,8 @@ SSM      Run Command document `web-deploy` (parameter `version`, runs
          `/opt/app/deploy.sh VERSION`); a version `broken` fails.
 AMIs     `worker-v1`, `worker-v2`, `worker-v3`, `worker-broken` (instances from it fail
          their health checks), each named by the parameter `/app/worker/ami/VERSION`.
-ASG      group `worker-ENV` (launch template `worker-ENV` on `worker-v1` with the version
-         description `kajitori:version=v1`, t3.small, min 1, max 4, desired 1).
+ASG      group `worker-ENV` (launch template `worker-ENV` version 1, on `worker-v1`, with the
+         version description `kajitori:version=v1`, t3.small, min 1, max 4, desired 1).
 RDS      Aurora MySQL cluster `main-ENV` (database `app`, user `admin`), writer
          `main-ENV-1` and reader `main-ENV-2` (db.r6g.large).
 Secrets  `kajitori/main-ENV/admin`: {"username", "password", "host": "127.0.0.1", "port": 3306}.
@@ -485,7 +485,8 @@ def _seed_worker(clients: Any, seed: DemoSeed, env: str, network: _Network, imag
         AutoScalingGroupName=seed.worker_group(env),
         LaunchTemplate={
             "LaunchTemplateName": seed.worker_launch_template(env),
-            "Version": "$Default",
+            # A version number: AutoRollback is not supported with $Latest or $Default.
+            "Version": "1",
         },
         MinSize=seed.worker_min_size,
         MaxSize=seed.worker_max_size,

@@ -22,7 +22,8 @@ lazily whenever an Auto Scaling request comes in (nothing runs between requests)
 - CancelInstanceRefresh: `Cancelling`, then `Cancelled`; instances already replaced stay.
   RollbackInstanceRefresh: `RollbackInProgress` as above. Both answer
   `ActiveInstanceRefreshNotFound` when no refresh is running.
-- StartInstanceRefresh while one is running: `InstanceRefreshInProgress`.
+- StartInstanceRefresh while one is running: `InstanceRefreshInProgress`; `AutoRollback`
+  without a desired configuration, or for a group on `$Latest`/`$Default`: `ValidationError`.
 """
 
 from __future__ import annotations
@@ -231,6 +232,14 @@ class Refresher:
         if preferences.get("AutoRollback") and not desired_raw:
             raise RefreshValidationError(
                 "AutoRollback requires a desired configuration in the instance refresh."
+            )
+        if preferences.get("AutoRollback") and group.launch_template_version in (
+            "$Latest",
+            "$Default",
+        ):
+            raise RefreshValidationError(
+                "AutoRollback is not supported when the Auto Scaling group uses the launch "
+                "template's $Latest or $Default version."
             )
         previous = self.group_version(group)
         desired = None

@@ -39,7 +39,7 @@ RUN_SHELL_SCRIPT = "AWS-RunShellScript"
 BROKEN = re.compile(r"\bbroken\b")
 AGENT_VERSION = "3.3.1142.0"
 OUTPUT_LIMIT = 2500  # ListCommandInvocations' Output: the first 2,500 characters
-STDOUT_LIMIT = 24000  # GetCommandInvocation's StandardOutputContent
+STDOUT_LIMIT = 24000  # GetCommandInvocation's StandardOutputContent: the first 24,000
 
 _RUN_SHELL_SCRIPT_CONTENT = json.dumps(
     {
@@ -299,7 +299,7 @@ def install(runtime: Runtime) -> None:
                 "ExecutionEndDateTime": ended,
                 "Status": status,
                 "StatusDetails": status,
-                "StandardOutputContent": run.stdout(now)[-STDOUT_LIMIT:],
+                "StandardOutputContent": run.stdout(now)[:STDOUT_LIMIT],
                 "StandardOutputUrl": "",
                 "StandardErrorContent": "",
                 "StandardErrorUrl": "",

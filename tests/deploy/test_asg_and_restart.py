@@ -104,7 +104,7 @@ async def test_asg_deploy_waits_at_its_checkpoint_until_promoted_then_completes(
     assert await finish(bot, result) is JobStatus.SUCCEEDED, chat.texts()[-1]
     assert await image_of_instances(bot) == {await ami(bot, "v2")}
     group = await worker_group(bot)
-    assert group["LaunchTemplate"]["Version"] != "$Default"  # the new version now
+    assert group["LaunchTemplate"]["Version"] == "2"  # the new version now
     ec2 = await bot.aws.client("ec2", REGION)
     version = await ec2.describe_launch_template_versions(
         LaunchTemplateId=group["LaunchTemplate"]["LaunchTemplateId"],
@@ -137,7 +137,7 @@ async def test_asg_deploy_of_a_broken_image_is_rolled_back_automatically(
     assert any("RollbackInProgress" in t for t in chat.texts())
     assert await image_of_instances(bot) == {await ami(bot, "v1")}
     group = await worker_group(bot)
-    assert group["LaunchTemplate"]["Version"] == "$Default"
+    assert group["LaunchTemplate"]["Version"] == "1"
     assert all(i["LifecycleState"] == "InService" for i in group["Instances"])
     [record] = await bot.services.store.list_deploys("worker", "staging")
     assert record.outcome == "rolled_back"

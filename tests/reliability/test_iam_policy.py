@@ -30,6 +30,7 @@ IAM_PREFIX = {
     "route53": "route53",
     "secretsmanager": "secretsmanager",
     "service-quotas": "servicequotas",
+    "ssm": "ssm",
 }
 # The store creates its table only where it may (a sandbox, a first try); in production
 # the table comes from deploy/dynamodb-table.yaml and the policy leaves these out.
