@@ -567,10 +567,10 @@ class FleetRun:
         canary = self.batches[0]
         if not self.state.get("awaiting"):
             health = await self.services.target_groups.health(self.region, self.arn)
-            states = ", ".join(f"{h.target_id} {h.state}" for h in health if h.target_id in canary)
+            states = sorted({h.state for h in health if h.target_id in canary})
             await job.progress(
-                f"canary {', '.join(canary)} runs {self.version} and is {states}; "
-                f"{await self.serving()}"
+                f"canary {', '.join(canary)} runs {self.version} and is "
+                f"{' / '.join(states) or 'not registered'}; {await self.serving()}"
             )
         bake = self.state.get("bake_seconds")
         decision = await wait_for_decision(
@@ -584,7 +584,8 @@ class FleetRun:
             raise OperationFailed(f"aborted by {decision.by} after the canary")
         await job.save_state(promoted=decision.by)
         await job.progress(
-            f"promoted by {decision.by}: on to the other {len(self.batches) - 1} batches"
+            f"promoted by {decision.by}: on to the remaining "
+            f"{len(self.batches) - 1} batch{'es' if len(self.batches) > 2 else ''}"
         )
 
 
