@@ -115,7 +115,7 @@ class FleetDeploy(Strict):
         if self.ssm_document == "AWS-RunShellScript":
             if not self.command:
                 raise ValueError(
-                    "AWS-RunShellScript needs `command`, like /opt/app/deploy.sh {version}"
+                    "`command` is needed with AWS-RunShellScript, like /opt/app/deploy.sh {version}"
                 )
             if "{version}" not in self.command:
                 raise ValueError("`command` must contain {version}")
