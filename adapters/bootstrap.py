@@ -26,6 +26,7 @@ from adapters.aws.clients import AwsClients, explain_aws_failure
 from adapters.aws.ecs import AwsEcs
 from adapters.aws.quotas import AwsQuotas
 from adapters.aws.secrets import AdminSecrets
+from adapters.aws.ssm import AwsSsm
 from adapters.chat.typetalk import TypetalkChat
 from adapters.prometheus import PrometheusMetrics
 from adapters.store import open_store
@@ -198,6 +199,7 @@ async def build_bot(
             db_sessions=db_sessions,
             read_queries=read_queries,
             accounts=aws,
+            ssm=AwsSsm(aws),
             polling=polling or Polling(),
             explain_failure=explain_aws_failure,
         )

@@ -18,9 +18,11 @@ from pydantic import (
     BeforeValidator,
     ByteSize,
     ConfigDict,
+    Discriminator,
     Field,
     PrivateAttr,
     SecretStr,
+    Tag,
     ValidationError,
     model_validator,
 )
@@ -90,18 +92,149 @@ class AsgTarget(Strict):
     raise_max: bool = False
 
 
+def _bake(value: Any) -> Any:
+    if isinstance(value, str) and value.strip().lower() == "manual":
+        return None
+    return _duration(value)
+
+
+class Canary(Strict):
+    """The first batch of a fleet deploy, watched before the rest: for `bake`, or until a
+    `promote JOB` / `abort JOB` when `bake: manual`."""
+
+    instances: int = Field(default=1, ge=1)
+    # None: wait for a person (`bake: manual`).
+    bake: Annotated[timedelta | None, BeforeValidator(_bake)] = timedelta(minutes=5)
+
+
+def _batch(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise ValueError("a batch is a number of instances (2) or a percentage (25%)")
+    text = value.strip()
+    number = text.removesuffix("%")
+    if not number.isdigit() or int(number) < 1 or (text.endswith("%") and int(number) > 100):
+        raise ValueError(
+            f"bad batch {value!r}: a number of instances (2) or a percentage from 1% to 100%"
+        )
+    return text
+
+
+class FleetDeploy(Strict):
+    """How a fleet (`fleet:`) deploys: an SSM Run Command document run on each instance."""
+
+    ssm_document: str = "AWS-RunShellScript"
+    # `AWS-RunShellScript`: the shell command, with `{version}` in it. Another document gets
+    # the version as its `version` parameter, and `command` may stay empty.
+    command: str | None = None
+    batch: Annotated[str, BeforeValidator(_batch)] = "1"
+    canary: Canary | None = None
+    # How long one instance's command may run.
+    command_timeout: Duration = timedelta(minutes=10)
+
+    @model_validator(mode="after")
+    def _command(self) -> FleetDeploy:
+        if self.ssm_document == "AWS-RunShellScript":
+            if not self.command:
+                raise ValueError(
+                    "`command` is needed with AWS-RunShellScript, like /opt/app/deploy.sh {version}"
+                )
+            if "{version}" not in self.command:
+                raise ValueError("`command` must contain {version}")
+        return self
+
+    def batch_size(self, instances: int) -> int:
+        """Instances per batch for a fleet of `instances`: at least 1."""
+        if self.batch.endswith("%"):
+            return max(1, instances * int(self.batch[:-1]) // 100)
+        return max(1, int(self.batch))
+
+
+class AsgDeploy(Strict):
+    """How an Auto Scaling group (`asg:`) deploys: a launch template version, then an
+    instance refresh. The version goes to exactly one of the three places."""
+
+    image_parameter: str | None = None  # SSM parameter holding the AMI id: /app/ami/{version}
+    image_name_pattern: str | None = None  # AMI name: app-{version}-*
+    user_data_variable: str | None = None  # APP_VERSION=... in the template's user data
+    checkpoints: list[Annotated[int, Field(ge=1, le=99)]] = Field(default_factory=list)
+    # How long the refresh waits at each checkpoint (`promote JOB` ends the wait early).
+    checkpoint_delay: Duration = timedelta(minutes=5)
+    min_healthy_percentage: int = Field(default=90, ge=0, le=100)
+    auto_rollback: bool = True
+    instance_warmup: Duration | None = None
+
+    @model_validator(mode="after")
+    def _one_place(self) -> AsgDeploy:
+        places = [
+            p
+            for p in ("image_parameter", "image_name_pattern", "user_data_variable")
+            if getattr(self, p)
+        ]
+        if len(places) != 1:
+            raise ValueError(
+                "an asg deploy names exactly one of image_parameter, image_name_pattern "
+                "or user_data_variable"
+            )
+        for place in ("image_parameter", "image_name_pattern"):
+            value = getattr(self, place)
+            if value and "{version}" not in value:
+                raise ValueError(f"`{place}` must contain {{version}}")
+        if self.checkpoints != sorted(set(self.checkpoints)):
+            raise ValueError("checkpoints must rise, like [10, 50]")
+        return self
+
+
+_ASG_DEPLOY_KEYS = frozenset(AsgDeploy.model_fields) - frozenset(FleetDeploy.model_fields)
+
+
+def _deploy_block_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "asg" if _ASG_DEPLOY_KEYS & set(value) else "fleet"
+    return "asg" if isinstance(value, AsgDeploy) else "fleet"
+
+
+DeployBlock = Annotated[
+    Annotated[FleetDeploy, Tag("fleet")] | Annotated[AsgDeploy, Tag("asg")],
+    Discriminator(_deploy_block_kind),
+]
+
+
 class Service(Strict):
     ecs: EcsTarget | None = None
     fleet: FleetTarget | None = None
     asg: AsgTarget | None = None
     timeout: Duration = timedelta(minutes=15)
+    # How `deploy` changes a fleet or an Auto Scaling group (ECS services need none).
+    deploy: DeployBlock | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> Service:
         kinds = [k for k in ("ecs", "fleet", "asg") if getattr(self, k) is not None]
         if len(kinds) != 1:
             raise ValueError("a service is exactly one of ecs, fleet or asg")
+        if self.deploy is not None and self.ecs is not None:
+            raise ValueError("`deploy` is for fleet and asg services; ECS deploys need none")
+        if isinstance(self.deploy, AsgDeploy) and self.fleet is not None:
+            raise ValueError(
+                "deploy: a fleet deploys with ssm_document, command, batch and canary "
+                "(image_parameter, checkpoints and the like are for asg services)"
+            )
+        if isinstance(self.deploy, FleetDeploy) and self.asg is not None:
+            raise ValueError(
+                "deploy: an asg deploys with one of image_parameter, image_name_pattern or "
+                "user_data_variable (ssm_document, command, batch and canary are for fleets)"
+            )
         return self
+
+    @property
+    def fleet_deploy(self) -> FleetDeploy | None:
+        return self.deploy if isinstance(self.deploy, FleetDeploy) else None
+
+    @property
+    def asg_deploy(self) -> AsgDeploy | None:
+        return self.deploy if isinstance(self.deploy, AsgDeploy) else None
 
     @property
     def kind(self) -> Literal["ecs", "fleet", "asg"]:

@@ -191,8 +191,11 @@ class DeployRecord(BaseModel):
     job_id: int | None = None
     started_at: datetime
     ended_at: datetime | None = None
-    outcome: str = "running"  # running | succeeded | failed | rolled_back | cancelled
+    outcome: str = "running"  # running | succeeded | failed | rolled_back | cancelled | aborted
     detail: str = ""
+    # Fleets: the version each instance runs after the deploy (as far as it went) and before.
+    instances: dict[str, str] = Field(default_factory=dict)
+    previous_instances: dict[str, str] = Field(default_factory=dict)
 
 
 class DbSessionRecord(BaseModel):

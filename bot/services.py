@@ -26,6 +26,7 @@ from bot.ports.capacity import (
 from bot.ports.database import DatabaseSessions, ReadQueries
 from bot.ports.ecs import EcsPort
 from bot.ports.metrics import Metrics
+from bot.ports.ssm import SsmPort
 from bot.ports.store import Store
 from bot.redaction import Redactor
 
@@ -63,6 +64,7 @@ class Services(Core):
     db_sessions: DatabaseSessions
     read_queries: ReadQueries
     accounts: AccountPort
+    ssm: SsmPort
     polling: Polling = field(default_factory=Polling)
     # Words for an unexpected error a person can understand (AWS throttling after retries).
     explain_failure: Explain = unexplained

@@ -32,6 +32,7 @@ _SEED_SERVICES = (
     "route53",
     "secretsmanager",
     "ssm",
+    "iam",
 )
 
 

@@ -12,9 +12,15 @@ Network  VPC 10.0.0.0/16 with subnets in ap-northeast-1a and ap-northeast-1c, se
          group `kajitori-demo`; two Elastic IPs (`nat-staging`, `nat-production`).
 EC2      launch template `web-ENV` (t3.medium, Amazon Linux 2023 x86_64), two running
          instances from it tagged `kajitori:service=web`, `kajitori:env=ENV`,
-         `Name=web-ENV`, registered and healthy in target group `web-ENV-tg` (HTTP 8080)
-         behind the ALB `web-ENV` (listener HTTP 80).
-ASG      group `worker-ENV` (launch template `worker-ENV`, t3.small, min 1, max 4, desired 1).
+         `Name=web-ENV`, `kajitori:version=v1`, with the instance profile `web-ssm` (so
+         their SSM agent is registered), registered and healthy in target group
+         `web-ENV-tg` (HTTP 8080) behind the ALB `web-ENV` (listener HTTP 80).
+SSM      Run Command document `web-deploy` (parameter `version`, runs
+         `/opt/app/deploy.sh VERSION`); a version `broken` fails.
+AMIs     `worker-v1`, `worker-v2`, `worker-v3`, `worker-broken` (instances from it fail
+         their health checks), each named by the parameter `/app/worker/ami/VERSION`.
+ASG      group `worker-ENV` (launch template `worker-ENV` version 1, on `worker-v1`, with the
+         version description `kajitori:version=v1`, t3.small, min 1, max 4, desired 1).
 RDS      Aurora MySQL cluster `main-ENV` (database `app`, user `admin`), writer
          `main-ENV-1` and reader `main-ENV-2` (db.r6g.large).
 Secrets  `kajitori/main-ENV/admin`: {"username", "password", "host": "127.0.0.1", "port": 3306}.
@@ -27,6 +33,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +72,9 @@ class DemoSeed:
     worker_min_size: int = 1
     worker_max_size: int = 4
     worker_desired_capacity: int = 1
+    worker_versions: tuple[str, ...] = ("v1", "v2", "v3", "broken")
+    instance_profile: str = "web-ssm"
+    web_document: str = "web-deploy"
 
     database: str = "main"
     db_engine: str = "aurora-mysql"
@@ -113,7 +123,14 @@ class DemoSeed:
             "kajitori:service": self.web_service,
             "kajitori:env": env,
             "Name": f"{self.web_service}-{env}",
+            "kajitori:version": self.running_tag,
         }
+
+    def worker_image_parameter(self, version: str) -> str:
+        return f"/app/{self.worker_service}/ami/{version}"
+
+    def worker_image_name(self, version: str) -> str:
+        return f"{self.worker_service}-{version}"
 
     def worker_group(self, env: str) -> str:
         return f"{self.worker_service}-{env}"
@@ -256,12 +273,16 @@ def seed_demo(
         SubnetIds=subnet_ids,
     )
 
+    _seed_ssm_agent_profile(clients, seed)
+    _seed_web_document(clients, seed)
+    worker_images = _seed_worker_images(clients, seed)
+    ids["worker_image_ids"] = worker_images
     for env in seed.environments:
         _seed_ecs(clients, seed, env, network)
         ids[f"web_instance_ids/{env}"] = _seed_web(
             clients, seed, env, network, deregistration_delay
         )
-        _seed_worker(clients, seed, env, network)
+        _seed_worker(clients, seed, env, network, worker_images[seed.running_tag])
         _seed_database(clients, seed, env, network)
 
     _seed_dns(clients, seed, vpc_id)
@@ -344,7 +365,7 @@ def _seed_web(
         Attributes=[
             {
                 "Key": "deregistration_delay.timeout_seconds",
-                "Value": str(max(0, round(deregistration_delay))),
+                "Value": str(max(1, math.ceil(deregistration_delay))),
             }
         ],
     )
@@ -366,6 +387,7 @@ def _seed_web(
         reservation = ec2.run_instances(
             LaunchTemplate={"LaunchTemplateName": seed.web_launch_template(env)},
             SubnetId=network.subnet_ids[index % len(network.subnet_ids)],
+            IamInstanceProfile={"Name": seed.instance_profile},
             MinCount=1,
             MaxCount=1,
         )
@@ -377,11 +399,79 @@ def _seed_web(
     return instance_ids
 
 
-def _seed_worker(clients: Any, seed: DemoSeed, env: str, network: _Network) -> None:
+def _seed_ssm_agent_profile(clients: Any, seed: DemoSeed) -> None:
+    """The instance profile that lets the web instances' SSM agent register."""
+    iam = clients.iam
+    iam.create_role(
+        RoleName=seed.instance_profile,
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "ec2.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            }
+        ),
+    )
+    # On AWS the role carries the managed policy AmazonSSMManagedInstanceCore; the
+    # sandbox loads no AWS managed policies and registers any instance with a profile.
+    iam.create_instance_profile(InstanceProfileName=seed.instance_profile)
+    iam.add_role_to_instance_profile(
+        InstanceProfileName=seed.instance_profile, RoleName=seed.instance_profile
+    )
+
+
+def _seed_web_document(clients: Any, seed: DemoSeed) -> None:
+    clients.ssm.create_document(
+        Name=seed.web_document,
+        DocumentType="Command",
+        DocumentFormat="JSON",
+        Content=json.dumps(
+            {
+                "schemaVersion": "2.2",
+                "description": "Deploy a release of web on this instance.",
+                "parameters": {
+                    "version": {"type": "String", "description": "The release to deploy."}
+                },
+                "mainSteps": [
+                    {
+                        "action": "aws:runShellScript",
+                        "name": "deploy",
+                        "inputs": {"runCommand": ["/opt/app/deploy.sh {{ version }}"]},
+                    }
+                ],
+            }
+        ),
+    )
+
+
+def _seed_worker_images(clients: Any, seed: DemoSeed) -> dict[str, str]:
+    """One AMI per worker version, each named by its SSM parameter."""
+    images: dict[str, str] = {}
+    for version in seed.worker_versions:
+        image_id = clients.ec2.register_image(
+            Name=seed.worker_image_name(version),
+            Description=f"worker {version}",
+            Architecture="x86_64",
+            RootDeviceName="/dev/xvda",
+        )["ImageId"]
+        clients.ssm.put_parameter(
+            Name=seed.worker_image_parameter(version), Value=image_id, Type="String"
+        )
+        images[version] = image_id
+    return images
+
+
+def _seed_worker(clients: Any, seed: DemoSeed, env: str, network: _Network, image_id: str) -> None:
     clients.ec2.create_launch_template(
         LaunchTemplateName=seed.worker_launch_template(env),
+        VersionDescription=f"kajitori:version={seed.running_tag}",
         LaunchTemplateData={
-            "ImageId": network.image_id,
+            "ImageId": image_id,
             "InstanceType": seed.worker_instance_type,
             "SecurityGroupIds": [network.security_group_id],
         },
@@ -395,7 +485,8 @@ def _seed_worker(clients: Any, seed: DemoSeed, env: str, network: _Network) -> N
         AutoScalingGroupName=seed.worker_group(env),
         LaunchTemplate={
             "LaunchTemplateName": seed.worker_launch_template(env),
-            "Version": "$Latest",
+            # A version number: AutoRollback is not supported with $Latest or $Default.
+            "Version": "1",
         },
         MinSize=seed.worker_min_size,
         MaxSize=seed.worker_max_size,

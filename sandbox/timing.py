@@ -25,6 +25,14 @@ class SandboxTiming(BaseModel):
     """EC2 `pending` -> `running` and `stopping` -> `stopped`."""
     rds_modify: float = Field(default=3.0, ge=0)
     """An RDS instance modified with ApplyImmediately stays `modifying` this long."""
+    ssm_command: float = Field(default=2.0, ge=0)
+    """One instance's part of an SSM Run Command (its invocation) runs this long."""
+    asg_instance_warmup: float = Field(default=2.0, ge=0)
+    """An instance that an instance refresh launched takes this long to be healthy and
+    warmed up (the refresh's `InstanceWarmup`, in sandbox time)."""
+    asg_checkpoint_delay: float = Field(default=3.0, ge=0)
+    """The longest an instance refresh waits at a checkpoint (its `CheckpointDelay` when
+    that is shorter)."""
 
     @classmethod
     def fast(cls) -> SandboxTiming:
@@ -35,4 +43,7 @@ class SandboxTiming(BaseModel):
             deregistration_delay=0.3,
             instance_transition=0.1,
             rds_modify=0.3,
+            ssm_command=0.2,
+            asg_instance_warmup=0.2,
+            asg_checkpoint_delay=0.3,
         )

@@ -4,6 +4,9 @@ Auto Scaling groups and RDS instance classes."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import fnmatch
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -21,11 +24,16 @@ from bot.ports.capacity import (
     AutoScalingGroup,
     DbCluster,
     DbInstance,
+    GroupTemplate,
+    Image,
     Instance,
+    InstanceRefresh,
     InstanceType,
     LaunchTemplate,
+    RefreshRequest,
     Subnet,
     TargetHealth,
+    TemplateVersion,
 )
 
 log = logging.getLogger(__name__)
@@ -49,7 +57,17 @@ def _instance(raw: dict[str, Any]) -> Instance:
         launched_at=raw["LaunchTime"],
         spot=raw.get("InstanceLifecycle") == "spot",
         name=tags.get("Name"),
+        tags=tags,
     )
+
+
+def _decoded(user_data: str | None) -> str | None:
+    if not user_data:
+        return None
+    try:
+        return base64.b64decode(user_data).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
 
 
 class AwsEc2:
@@ -223,6 +241,103 @@ class AwsEc2:
             raise _failed(f"updating launch template {template.name}", error) from None
         return version
 
+    async def tag_instances(
+        self, scope: AwsScope, ids: Sequence[str], tags: dict[str, str]
+    ) -> None:
+        if not ids:
+            return
+        ec2 = await self._ec2(scope)
+        try:
+            await ec2.create_tags(
+                Resources=list(ids), Tags=[{"Key": k, "Value": v} for k, v in tags.items()]
+            )
+        except ClientError as error:
+            raise _failed(f"tagging {', '.join(ids)}", error) from None
+
+    async def template_version(
+        self, scope: AwsScope, template_id: str, version: str
+    ) -> TemplateVersion:
+        ec2 = await self._ec2(scope)
+        try:
+            response = await ec2.describe_launch_template_versions(
+                LaunchTemplateId=template_id, Versions=[version]
+            )
+        except ClientError as error:
+            raise Refused(
+                f"launch template {template_id} version {version}: {error_message(error)}"
+            ) from None
+        raw = response["LaunchTemplateVersions"][0]
+        data = raw.get("LaunchTemplateData", {})
+        return TemplateVersion(
+            template_id=raw["LaunchTemplateId"],
+            template_name=raw.get("LaunchTemplateName", ""),
+            number=int(raw["VersionNumber"]),
+            image_id=data.get("ImageId"),
+            user_data=_decoded(data.get("UserData")),
+            description=raw.get("VersionDescription", "") or "",
+        )
+
+    async def create_template_version(
+        self,
+        scope: AwsScope,
+        source: TemplateVersion,
+        *,
+        image_id: str | None,
+        user_data: str | None,
+        description: str,
+    ) -> int:
+        ec2 = await self._ec2(scope)
+        data: dict[str, Any] = {}
+        if image_id is not None:
+            data["ImageId"] = image_id
+        if user_data is not None:
+            data["UserData"] = base64.b64encode(user_data.encode()).decode()
+        try:
+            created = await ec2.create_launch_template_version(
+                LaunchTemplateId=source.template_id,
+                SourceVersion=str(source.number),
+                VersionDescription=description[:255],
+                LaunchTemplateData=data,
+            )
+        except ClientError as error:
+            raise _failed(f"new version of launch template {source.template_name}", error) from None
+        return int(created["LaunchTemplateVersion"]["VersionNumber"])
+
+    async def images(self, scope: AwsScope, ids: Sequence[str]) -> list[Image]:
+        if not ids:
+            return []
+        ec2 = await self._ec2(scope)
+        try:
+            response = await ec2.describe_images(
+                Filters=[{"Name": "image-id", "Values": list(ids)}]
+            )
+        except ClientError as error:
+            raise _failed(f"DescribeImages {', '.join(ids)}", error) from None
+        return [
+            Image(id=i["ImageId"], name=i.get("Name", ""), state=i.get("State", "available"))
+            for i in response.get("Images", [])
+        ]
+
+    async def newest_image(self, scope: AwsScope, name_pattern: str) -> Image | None:
+        ec2 = await self._ec2(scope)
+        try:
+            response = await ec2.describe_images(
+                Owners=["self", "amazon"], Filters=[{"Name": "name", "Values": [name_pattern]}]
+            )
+        except ClientError as error:
+            raise _failed(f"DescribeImages {name_pattern}", error) from None
+        matching = [
+            i
+            for i in response.get("Images", [])
+            if fnmatch.fnmatchcase(i.get("Name", ""), name_pattern)
+        ]
+        if not matching:
+            return None
+        newest = max(matching, key=lambda i: (str(i.get("CreationDate", "")), i.get("Name", "")))
+        return Image(
+            id=newest["ImageId"], name=newest.get("Name", ""), state=newest.get("State", "")
+        )
+
 
 class AwsTargetGroups:
     def __init__(self, clients: AwsClients) -> None:
@@ -265,6 +380,14 @@ class AwsTargetGroups:
             )
             for d in response.get("TargetHealthDescriptions", [])
         ]
+
+    async def deregistration_delay(self, scope: AwsScope, arn: str) -> int:
+        elbv2 = await self._clients.client("elbv2", scope)
+        response = await elbv2.describe_target_group_attributes(TargetGroupArn=arn)
+        for attribute in response.get("Attributes", []):
+            if attribute.get("Key") == "deregistration_delay.timeout_seconds":
+                return int(float(attribute.get("Value") or 0))
+        return 300
 
 
 class AwsAutoScaling:
@@ -329,6 +452,7 @@ class AwsAutoScaling:
                 for i in raw.get("Instances", [])
             ],
             instance_type=await self._instance_type(scope, raw),
+            launch_template=_group_template(raw),
         )
 
     async def set_capacity(
@@ -342,6 +466,92 @@ class AwsAutoScaling:
             await autoscaling.update_auto_scaling_group(**request)
         except ClientError as error:
             raise _failed(f"UpdateAutoScalingGroup {name}", error) from None
+
+    async def start_refresh(self, scope: AwsScope, name: str, request: RefreshRequest) -> str:
+        autoscaling = await self._clients.client("autoscaling", scope)
+        preferences: dict[str, Any] = {
+            "MinHealthyPercentage": request.min_healthy_percentage,
+            "AutoRollback": request.auto_rollback,
+            "SkipMatching": request.skip_matching,
+        }
+        if request.checkpoints:
+            preferences["CheckpointPercentages"] = request.checkpoints
+            if request.checkpoint_delay_seconds is not None:
+                preferences["CheckpointDelay"] = request.checkpoint_delay_seconds
+        if request.instance_warmup_seconds is not None:
+            preferences["InstanceWarmup"] = request.instance_warmup_seconds
+        try:
+            response = await autoscaling.start_instance_refresh(
+                AutoScalingGroupName=name,
+                Strategy="Rolling",
+                DesiredConfiguration={
+                    "LaunchTemplate": {
+                        "LaunchTemplateId": request.template_id,
+                        "Version": str(request.template_version),
+                    }
+                },
+                Preferences=preferences,
+            )
+        except ClientError as error:
+            if error_code(error) == "InstanceRefreshInProgress":
+                raise Refused(
+                    f"an instance refresh of {name} is already running; nothing was changed",
+                    hint="wait for it to end, or cancel it with the job that started it",
+                ) from None
+            raise _failed(f"StartInstanceRefresh {name}", error) from None
+        return str(response["InstanceRefreshId"])
+
+    async def refreshes(
+        self, scope: AwsScope, name: str, ids: Sequence[str] = ()
+    ) -> list[InstanceRefresh]:
+        autoscaling = await self._clients.client("autoscaling", scope)
+        request: dict[str, Any] = {"AutoScalingGroupName": name}
+        if ids:
+            request["InstanceRefreshIds"] = list(ids)
+        response = await autoscaling.describe_instance_refreshes(**request)
+        found: list[InstanceRefresh] = []
+        for raw in response.get("InstanceRefreshes", []):
+            reason = raw.get("StatusReason", "") or ""
+            found.append(
+                InstanceRefresh(
+                    id=raw["InstanceRefreshId"],
+                    status=raw.get("Status", ""),
+                    status_reason=reason,
+                    percentage_complete=int(raw.get("PercentageComplete", 0) or 0),
+                    instances_to_update=int(raw.get("InstancesToUpdate", 0) or 0),
+                    waiting_at_checkpoint="checkpoint" in reason.lower(),
+                )
+            )
+        return found
+
+    async def cancel_refresh(self, scope: AwsScope, name: str) -> str:
+        autoscaling = await self._clients.client("autoscaling", scope)
+        try:
+            response = await autoscaling.cancel_instance_refresh(AutoScalingGroupName=name)
+        except ClientError as error:
+            raise _failed(f"CancelInstanceRefresh {name}", error) from None
+        return str(response["InstanceRefreshId"])
+
+    async def rollback_refresh(self, scope: AwsScope, name: str) -> str:
+        autoscaling = await self._clients.client("autoscaling", scope)
+        try:
+            response = await autoscaling.rollback_instance_refresh(AutoScalingGroupName=name)
+        except ClientError as error:
+            raise _failed(f"RollbackInstanceRefresh {name}", error) from None
+        return str(response["InstanceRefreshId"])
+
+
+def _group_template(raw: dict[str, Any]) -> GroupTemplate | None:
+    spec = raw.get("LaunchTemplate") or raw.get("MixedInstancesPolicy", {}).get(
+        "LaunchTemplate", {}
+    ).get("LaunchTemplateSpecification")
+    if not spec or not spec.get("LaunchTemplateId"):
+        return None
+    return GroupTemplate(
+        id=spec["LaunchTemplateId"],
+        name=spec.get("LaunchTemplateName", ""),
+        version=str(spec.get("Version") or "$Default"),
+    )
 
 
 def _db_instance(raw: dict[str, Any], writer: bool | None) -> DbInstance:

@@ -196,6 +196,33 @@ class AwsEcs:
             )
         return str(primary["id"])
 
+    async def force_new_deployment(self, scope: AwsScope, target: EcsTarget) -> str:
+        ecs = await self._clients.client("ecs", scope)
+        current = await self._describe_raw(scope, target)
+        configuration = dict(current.get("deploymentConfiguration") or {})
+        configuration["deploymentCircuitBreaker"] = {"enable": True, "rollback": True}
+        before = {d.get("id") for d in current.get("deployments") or []}
+        try:
+            response = await ecs.update_service(
+                cluster=target.cluster,
+                service=target.service,
+                forceNewDeployment=True,
+                deploymentConfiguration=configuration,
+            )
+        except ClientError as error:
+            raise OperationFailed(
+                f"restarting ECS service {target.cluster}/{target.service} failed: "
+                f"{_error_code(error)}: {error.response.get('Error', {}).get('Message')}"
+            ) from None
+        deployments = response["service"].get("deployments") or []
+        primary = next((d for d in deployments if d.get("status") == "PRIMARY"), None)
+        if primary is None or primary.get("id") in before:
+            raise OperationFailed(
+                f"ECS accepted the restart of {target.cluster}/{target.service} but started "
+                "no new deployment"
+            )
+        return str(primary["id"])
+
     async def stopped_tasks(
         self, scope: AwsScope, target: EcsTarget, started_by: str | None = None, limit: int = 20
     ) -> list[StoppedTask]:

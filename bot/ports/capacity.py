@@ -15,6 +15,10 @@ from bot.config import AwsScope
 # Tags that mark the instances of a fleet (EC2 without Auto Scaling).
 SERVICE_TAG = "kajitori:service"
 ENV_TAG = "kajitori:env"
+# The version a fleet instance runs, written by each deploy (and the seed) on the instance.
+VERSION_TAG = "kajitori:version"
+# A launch template version made by a deploy says its version in its description.
+TEMPLATE_VERSION_PREFIX = "kajitori:version="
 # Service quota codes kajitori reads.
 EC2_STANDARD_VCPUS = "L-1216C47A"
 EC2_ELASTIC_IPS = "L-0263D0A3"
@@ -55,6 +59,11 @@ class Instance(BaseModel):
     launched_at: datetime
     spot: bool = False
     name: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def version(self) -> str | None:
+        return self.tags.get(VERSION_TAG)
 
 
 class LaunchTemplate(BaseModel):
@@ -65,6 +74,30 @@ class LaunchTemplate(BaseModel):
     subnets: list[str] = Field(default_factory=list)
     # The template defines network interfaces: a subnet goes into them, not on the request.
     network_interfaces: bool = False
+
+
+class TemplateVersion(BaseModel):
+    """One version of a launch template, with what a deploy changes in it."""
+
+    template_id: str
+    template_name: str
+    number: int
+    image_id: str | None = None
+    user_data: str | None = None  # decoded
+    description: str = ""
+
+    @property
+    def app_version(self) -> str | None:
+        """The version a deploy recorded in the description, if it made this one."""
+        if self.description.startswith(TEMPLATE_VERSION_PREFIX):
+            return self.description.removeprefix(TEMPLATE_VERSION_PREFIX).split()[0]
+        return None
+
+
+class Image(BaseModel):
+    id: str
+    name: str
+    state: str = "available"
 
 
 class Subnet(BaseModel):
@@ -85,6 +118,50 @@ class AsgInstance(BaseModel):
     instance_type: str | None = None
 
 
+class GroupTemplate(BaseModel):
+    """The launch template an Auto Scaling group launches from."""
+
+    id: str
+    name: str
+    version: str  # a number, `$Latest` or `$Default`
+
+
+class InstanceRefresh(BaseModel):
+    """DescribeInstanceRefreshes, one entry."""
+
+    id: str
+    status: str  # Pending | InProgress | Successful | Failed | Cancelling | Cancelled |
+    # RollbackInProgress | RollbackFailed | RollbackSuccessful | Baking
+    status_reason: str = ""
+    percentage_complete: int = 0
+    instances_to_update: int = 0
+    checkpoint_reached: int | None = None  # the percentage of the last checkpoint passed
+    waiting_at_checkpoint: bool = False
+
+    @property
+    def active(self) -> bool:
+        return self.status in (
+            "Pending",
+            "InProgress",
+            "Cancelling",
+            "RollbackInProgress",
+            "Baking",
+        )
+
+
+class RefreshRequest(BaseModel):
+    """StartInstanceRefresh: the desired template version and the preferences."""
+
+    template_id: str
+    template_version: int
+    min_healthy_percentage: int = 90
+    checkpoints: list[int] = Field(default_factory=list)
+    checkpoint_delay_seconds: int | None = None
+    auto_rollback: bool = False
+    instance_warmup_seconds: int | None = None
+    skip_matching: bool = False
+
+
 class AutoScalingGroup(BaseModel):
     name: str
     min_size: int
@@ -93,6 +170,7 @@ class AutoScalingGroup(BaseModel):
     instances: list[AsgInstance] = Field(default_factory=list)
     # The instance type new instances get (launch template or configuration), when one.
     instance_type: str | None = None
+    launch_template: GroupTemplate | None = None
 
     @property
     def in_service(self) -> int:
@@ -188,6 +266,32 @@ class Ec2Port(Protocol):
     ) -> int:
         """A new default version of the template with `instance_type`; returns its number."""
 
+    async def tag_instances(
+        self, scope: AwsScope, ids: Sequence[str], tags: dict[str, str]
+    ) -> None: ...
+
+    async def template_version(
+        self, scope: AwsScope, template_id: str, version: str
+    ) -> TemplateVersion:
+        """A version (a number, `$Latest` or `$Default`) of a launch template."""
+
+    async def create_template_version(
+        self,
+        scope: AwsScope,
+        source: TemplateVersion,
+        *,
+        image_id: str | None,
+        user_data: str | None,
+        description: str,
+    ) -> int:
+        """A new version of the template from `source` with the image or user data
+        changed; returns its number (the default version is left as it is)."""
+
+    async def images(self, scope: AwsScope, ids: Sequence[str]) -> list[Image]: ...
+
+    async def newest_image(self, scope: AwsScope, name_pattern: str) -> Image | None:
+        """The newest image of this account (or Amazon's) whose name matches."""
+
 
 class TargetGroupPort(Protocol):
     async def arn(self, scope: AwsScope, name: str) -> str: ...
@@ -196,12 +300,26 @@ class TargetGroupPort(Protocol):
     async def health(self, scope: AwsScope, arn: str) -> list[TargetHealth]:
         """Every target the group knows, draining ones included."""
 
+    async def deregistration_delay(self, scope: AwsScope, arn: str) -> int:
+        """The group's `deregistration_delay.timeout_seconds` (AWS's default: 300)."""
+
 
 class AutoScalingPort(Protocol):
     async def group(self, scope: AwsScope, name: str) -> AutoScalingGroup: ...
     async def set_capacity(
         self, scope: AwsScope, name: str, desired: int, max_size: int | None = None
     ) -> None: ...
+
+    async def start_refresh(self, scope: AwsScope, name: str, request: RefreshRequest) -> str:
+        """StartInstanceRefresh; the refresh id. Refused when one is already running."""
+
+    async def refreshes(
+        self, scope: AwsScope, name: str, ids: Sequence[str] = ()
+    ) -> list[InstanceRefresh]:
+        """The group's instance refreshes, newest first (or those named)."""
+
+    async def cancel_refresh(self, scope: AwsScope, name: str) -> str: ...
+    async def rollback_refresh(self, scope: AwsScope, name: str) -> str: ...
 
 
 class DatabaseCapacityPort(Protocol):

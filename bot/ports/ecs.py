@@ -195,3 +195,7 @@ class EcsPort(Protocol):
         self, scope: AwsScope, target: EcsTarget, started_by: str | None = None, limit: int = 20
     ) -> list[StoppedTask]:
         """The service's stopped tasks (newest first), optionally only one deployment's."""
+
+    async def force_new_deployment(self, scope: AwsScope, target: EcsTarget) -> str:
+        """A new deployment of the revision the service runs (`forceNewDeployment`), with
+        the circuit breaker on; returns its id."""

@@ -102,7 +102,12 @@ def _audit_target(record: AuditRecord) -> str | None:
 
 
 def _deploy_detail(deploy: DeployRecord) -> str:
-    revision = task_definition_name(deploy.task_definition) if deploy.task_definition else "?"
+    # Fleets record the version per instance instead of a revision.
+    revision = (
+        task_definition_name(deploy.task_definition)
+        if deploy.task_definition
+        else ", ".join(f"{i}: {v}" for i, v in sorted(deploy.instances.items())) or "?"
+    )
     took = format_duration(deploy.ended_at - deploy.started_at) if deploy.ended_at else "running"
     was = f"{deploy.previous_version} → " if deploy.previous_version else ""
     text = f"{was}{deploy.version} ({revision}), {deploy.outcome}, {took}"

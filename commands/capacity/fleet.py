@@ -382,6 +382,7 @@ async def fleet_status(
             i.state,
             i.availability_zone or "",
             health[i.id].state if i.id in health else "not registered",
+            i.version or "",
             f"{i.launched_at:%Y-%m-%d %H:%M}",
         ]
         for i in instances
@@ -394,11 +395,15 @@ async def fleet_status(
     }
     if instances:
         fields["types"] = _count_by([i.instance_type for i in instances])
+        versions = [i.version for i in instances if i.version]
+        if versions:
+            fields["versions"] = _count_by(versions)
     return Message(
         text=f"{name} in {env} (EC2 fleet from launch template {target.launch_template})",
         fields=fields,
         table=Table(
-            columns=["instance", "type", "state", "zone", "target", "launched (UTC)"], rows=rows
+            columns=["instance", "type", "state", "zone", "target", "version", "launched (UTC)"],
+            rows=rows,
         )
         if rows
         else None,

@@ -41,6 +41,9 @@ from bot.ports.ecs import (
 )
 from bot.services import Services
 from bot.spec import Arg, CommandSpec, Context
+from commands.deploy import asg, fleet
+from commands.deploy.canary import SPECS as CANARY_SPECS
+from commands.deploy.restart import SPECS as RESTART_SPECS
 from commands.deploy.rollout import (
     RolloutEnd,
     RolloutResult,
@@ -142,6 +145,11 @@ def _short_digest(digest: str) -> str:
 
 async def deploy(ctx: Context) -> Plan:
     command = ctx.command
+    kind = ctx.services.config.service(command.word("service"), command.word("env")).kind
+    if kind == "fleet":
+        return await fleet.plan_deploy(ctx)
+    if kind == "asg":
+        return await asg.plan_deploy(ctx)
     version = command.word("version")
     service = _ecs_service(ctx.services, command.word("service"), command.word("env"), "deploy")
     ecs = ctx.services.ecs
@@ -280,6 +288,11 @@ def recorded_versions(records: list[DeployRecord]) -> list[str]:
 async def rollback(ctx: Context) -> Plan:
     command = ctx.command
     services = ctx.services
+    kind = services.config.service(command.word("service"), command.word("env")).kind
+    if kind == "fleet":
+        return await fleet.plan_rollback(ctx)
+    if kind == "asg":
+        return await asg.plan_rollback(ctx)
     service = _ecs_service(services, command.word("service"), command.word("env"), "rollback")
     wanted = command.optional_word("version")
     ecs = services.ecs
@@ -774,30 +787,35 @@ SPECS = [
     CommandSpec(
         name="deploy",
         usage="deploy SERVICE ENV VERSION [--dry-run]",
-        summary="deploy an image tag to an ECS service and watch the rollout",
+        summary="deploy a version: ECS image tag, EC2 fleet through SSM, or Auto Scaling group",
         handler=deploy,
         permission="deploy",
         args=(Arg("service"), Arg("env"), Arg("version")),
         flags=frozenset({"--dry-run"}),
         examples=("deploy api staging v2", "deploy api production v2 --dry-run"),
         details=(
-            "Checks the tag is in ECR, registers a new task definition revision with only the "
-            "container's image changed, and rolls it out with the circuit breaker on; if ECS "
-            "rolls it back, the thread says so."
+            "ECS: checks the tag is in ECR, registers a new task definition revision with only "
+            "the container's image changed, and rolls it out with the circuit breaker on. "
+            "Fleets: runs the service's SSM document batch by batch (a canary first when "
+            "configured; `promote JOB` / `abort JOB`). Auto Scaling: a new launch template "
+            "version and an instance refresh."
         ),
     ),
     CommandSpec(
         name="rollback",
         usage="rollback SERVICE ENV [VERSION] [--dry-run]",
-        summary="go back to the previous successful version (or VERSION), reusing its revision",
+        summary="go back to the previous successful version (or VERSION)",
         handler=rollback,
         permission="rollback",
         args=(Arg("service"), Arg("env"), Arg("version", optional=True)),
         flags=frozenset({"--dry-run", "--yes"}),
-        examples=("rollback api staging", "rollback api staging v1"),
+        examples=("rollback api staging", "rollback api staging v1", "rollback web staging"),
         details=(
             "Without VERSION: the last version that ran successfully before the current one, "
-            "from the deploy history. Asks for confirmation (`approve ID`)."
+            "from the deploy history (fleets: per instance; Auto Scaling: a running instance "
+            "refresh is rolled back). Asks for confirmation (`approve ID`)."
         ),
     ),
+    *RESTART_SPECS,
+    *CANARY_SPECS,
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 
 from sandbox.extensions import (
+    asg_refresh,
     autoscaling_limits,
     ec2_instances,
     ecs_deployments,
@@ -18,6 +19,7 @@ from sandbox.extensions import (
     rds_orderable,
     route53_limits,
     service_quotas,
+    ssm_commands,
 )
 from sandbox.extensions.runtime import Runtime
 
@@ -40,6 +42,8 @@ def install() -> Runtime:
             route53_limits.install()
             rds_modify.install(runtime)
             rds_orderable.install()
+            ssm_commands.install(runtime)
+            asg_refresh.install(runtime)
             _Installation.runtime = runtime
         return _Installation.runtime
 

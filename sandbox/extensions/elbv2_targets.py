@@ -2,8 +2,10 @@
 
 moto reports a registered target `healthy` at once and a deregistered one `unused` at
 once. Here a target is `initial` for `timing.target_health_check` after it registers (or
-after its instance last started), and `draining` for `timing.deregistration_delay` after
-it deregisters. Deregistering an unknown target succeeds, as on AWS.
+after its instance last started), and `draining` after it deregisters for the group's
+`deregistration_delay.timeout_seconds` (AWS's default 300), in sandbox time: never longer
+than `timing.deregistration_delay`, and not at all when the group's delay is 0.
+Deregistering an unknown target succeeds, as on AWS.
 """
 
 from __future__ import annotations
@@ -68,10 +70,20 @@ def _status(
     )
 
 
+def draining_time(tg: FakeTargetGroup, runtime: Runtime) -> float:
+    """How long a target of `tg` drains: the group's delay, compressed to sandbox time."""
+    raw = tg.attributes.get("deregistration_delay.timeout_seconds", 300)
+    try:
+        delay = float(str(raw))
+    except (TypeError, ValueError):
+        delay = 300.0
+    return min(delay, runtime.timing.deregistration_delay) if delay > 0 else 0.0
+
+
 def install(runtime: Runtime) -> None:
     def begin_draining(tg: FakeTargetGroup, target_id: str) -> None:
         target = tg.targets.pop(target_id)
-        until = runtime.deadline(runtime.timing.deregistration_delay)
+        until = runtime.deadline(draining_time(tg, runtime))
         _draining(tg)[target_id] = (target, until)
         _health_checks_pass_at(tg).pop(target_id, None)
 

@@ -245,11 +245,9 @@ async def test_production_deploy_waits_for_a_second_approver(bot: Bot) -> None:
     assert await is_image(bot, await running_definition(bot, "staging"), "v1")
 
 
-async def test_deploy_is_only_for_ecs_services_and_permitted_members(bot: Bot) -> None:
-    fleet = await say(bot, "local:alice", "deploy web staging v2")
-    assert fleet.outcome is Outcome.REFUSED
-    assert "deploy works on ECS services; web in staging is a fleet service" in fleet.text
-
+async def test_deploy_is_only_for_permitted_members_and_needs_a_version(bot: Bot) -> None:
+    # (Fleets and Auto Scaling groups deploy too: tests/deploy/test_fleet.py and
+    # test_asg_and_restart.py.)
     carol = await say(bot, "local:carol", "deploy api production v2")
     assert carol.outcome is Outcome.REFUSED
     assert "lacks permission deploy:production" in carol.text

@@ -32,6 +32,7 @@ IAM_PREFIX = {
     "secretsmanager": "secretsmanager",
     "service-quotas": "servicequotas",
     "sts": "sts",
+    "ssm": "ssm",
 }
 # The store creates its table only where it may (a sandbox, a first try); in production
 # the table comes from deploy/dynamodb-table.yaml and the policy leaves these out. The demo

@@ -92,3 +92,31 @@ async def test_typed_approve_also_replaces_the_buttons(
     assert "approved by <@U0BOB>" in blocks and "kajitori_approve" not in blocks
     await fake_slack.wait_for(lambda: len(fake_slack.heads()) == 1)
     assert "deploy api v2 to production" in fake_slack.heads()[0].text
+
+
+async def test_promote_button_lets_a_waiting_canary_go_on(
+    sender: SlackSender, fake_slack: FakeSlack, tmp_path: Path
+) -> None:
+    await sender.slash("deploy web staging v2", user="U0CAROL")
+
+    def canary_message() -> Posted | None:
+        return next((p for p in fake_slack.posted if '"kajitori_promote"' in p.block_text()), None)
+
+    await fake_slack.wait_for(lambda: canary_message() is not None, timeout=60)
+    waiting = canary_message()
+    assert waiting is not None
+    actions = next(b for b in waiting.blocks if b["type"] == "actions")
+    assert [e["action_id"] for e in actions["elements"]] == ["kajitori_promote", "kajitori_abort"]
+    # Someone who neither started the job nor approves cannot press it.
+    await sender.click(waiting, "kajitori_promote", user="U0DAVE")
+    await sender.click(waiting, "kajitori_promote", user="U0CAROL")
+    await fake_slack.wait_for(
+        lambda: any("promoted by slack:U0CAROL" in p.text for p in fake_slack.posted),
+        timeout=60,
+    )
+    await fake_slack.wait_for(
+        lambda: any(p.text.startswith("✅ deployed web v2") for p in fake_slack.posted),
+        timeout=60,
+    )
+    jobs = await jobs_in_store(tmp_path)
+    assert [j.status.value for j in jobs] == ["succeeded"]

@@ -102,3 +102,41 @@ def test_sql_result_limits_are_checked(changes: dict[str, object], says: str) ->
     with pytest.raises(ConfigError) as caught:
         parse_config(_with_database(**changes))
     assert any(says in error for error in caught.value.errors), caught.value.errors
+
+
+def test_deploy_blocks_of_fleets_and_auto_scaling_groups_are_checked_with_key_paths() -> None:
+    config = load_config(DEMO_CONFIG)
+    web = config.service("web", "production").fleet_deploy
+    assert web is not None and web.canary is not None
+    assert web.canary.bake is None  # manual
+    assert web.batch_size(20) == 10
+    worker = config.service("worker", "staging").asg_deploy
+    assert worker is not None and worker.image_parameter == "/app/worker/ami/{version}"
+
+    data = demo_data()
+    services = data["environments"]["staging"]["services"]
+    services["web"]["deploy"] = {"ssm_document": "AWS-RunShellScript", "batch": "0%"}
+    services["worker"]["deploy"] = {"checkpoints": [50, 10]}
+    services["api"]["deploy"] = {"ssm_document": "api-deploy"}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data)
+    errors = "\n".join(caught.value.errors)
+    assert "environments.staging.services.web.deploy.fleet.batch: bad batch '0%'" in errors
+    assert (
+        "environments.staging.services.worker.deploy.asg: an asg deploy names exactly one of"
+        in errors
+    )
+    assert "environments.staging.services.api: `deploy` is for fleet and asg services" in errors
+
+
+def test_a_fleet_deploy_with_run_shell_script_needs_its_command() -> None:
+    data = demo_data()
+    data["environments"]["staging"]["services"]["web"]["deploy"] = {
+        "ssm_document": "AWS-RunShellScript"
+    }
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data)
+    assert caught.value.errors == [
+        "environments.staging.services.web.deploy.fleet: `command` is needed with "
+        "AWS-RunShellScript, like /opt/app/deploy.sh {version}"
+    ]

@@ -17,6 +17,16 @@ Block = dict[str, Any]
 
 APPROVE_ACTION = "kajitori_approve"
 DENY_ACTION = "kajitori_deny"
+PROMOTE_ACTION = "kajitori_promote"
+ABORT_ACTION = "kajitori_abort"
+# A button's action id by the command it runs (`approve 3`, `promote 42`), and back.
+ACTION_IDS = {
+    "approve": APPROVE_ACTION,
+    "deny": DENY_ACTION,
+    "promote": PROMOTE_ACTION,
+    "abort": ABORT_ACTION,
+}
+ACTION_VERBS = {action_id: verb for verb, action_id in ACTION_IDS.items()}
 REQUEST_BLOCK_PREFIX = "kajitori_request:"
 STATUS_BLOCK_ID = "kajitori_status"
 
@@ -98,14 +108,14 @@ def request_actions(buttons: list[Button]) -> Block:
     request_id = buttons[0].request_id
     elements = []
     for button in buttons:
-        approves = button.action == "approve"
+        goes_on = button.action in ("approve", "promote")
         elements.append(
             {
                 "type": "button",
-                "action_id": APPROVE_ACTION if approves else DENY_ACTION,
+                "action_id": ACTION_IDS.get(button.action, DENY_ACTION),
                 "text": {"type": "plain_text", "text": _clip(button.label, 75)},
                 "value": button.request_id,
-                "style": "primary" if approves else "danger",
+                "style": "primary" if goes_on else "danger",
             }
         )
     return {

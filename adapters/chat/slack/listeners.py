@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from adapters.chat.slack.admission import Admission
-from adapters.chat.slack.blocks import APPROVE_ACTION, DENY_ACTION
+from adapters.chat.slack.blocks import ACTION_VERBS
 from adapters.chat.slack.chat import PostedMessage, SlackChat
 from adapters.chat.slack.payloads import (
     action_key,
@@ -64,8 +64,8 @@ class SlackListeners:
     def register(self, app: AsyncApp, command: str) -> None:
         app.command(command)(self.on_command)
         app.event("app_mention")(self.on_mention)
-        app.action(APPROVE_ACTION)(self.on_button)
-        app.action(DENY_ACTION)(self.on_button)
+        for action_id in ACTION_VERBS:
+            app.action(action_id)(self.on_button)
 
     async def close(self) -> None:
         tasks, self._tasks = list(self._tasks), set()
@@ -136,7 +136,7 @@ class SlackListeners:
         if not await self._first_delivery(action_key(body)):
             return
         action = (body.get("actions") or [{}])[0]
-        verb = "approve" if action.get("action_id") == APPROVE_ACTION else "deny"
+        verb = ACTION_VERBS.get(str(action.get("action_id")), "deny")
         origin = action_origin(body)
         message = body.get("message") or {}
         clicked = PostedMessage(
