@@ -19,11 +19,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from adapters.aws.capacity import AwsAutoScaling, AwsDatabases, AwsEc2, AwsTargetGroups
 from adapters.aws.clients import AwsClients, explain_aws_failure
 from adapters.aws.ecs import AwsEcs
+from adapters.aws.events import AwsUpcoming, SqsEventQueue
 from adapters.aws.quotas import AwsQuotas
 from adapters.aws.secrets import AdminSecrets
 from adapters.chat import slack, typetalk
@@ -32,8 +34,9 @@ from adapters.chat.typetalk import TypetalkChat
 from adapters.http import health, server
 from adapters.prometheus import PrometheusMetrics
 from adapters.store import open_store
-from adapters.triggers import ci, github
+from adapters.triggers import ci, github, sns
 from adapters.triggers.common import TriggerChannels
+from adapters.triggers.events import QueuePoller
 from adapters.tunnel.database_access import DatabaseAccess
 from adapters.tunnel.queries import TunnelReadQueries
 from adapters.tunnel.sessions import DbSessionManager
@@ -51,6 +54,7 @@ from bot.services import Core, Services
 from bot.spec import Registry
 from commands import build_registry
 from commands.capacity.quota_watch import QuotaWatcher
+from commands.events.intake import EventIntake
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +76,9 @@ class Bot:
     slack: SlackConnection | None
     typetalk: TypetalkChat
     quota_watch: QuotaWatcher | None = None
+    events: EventIntake | None = None
+    event_poller: QueuePoller | None = None
+    http: aiohttp.ClientSession | None = None
     closers: list[Closer] = field(default_factory=list)
     background: set[asyncio.Task[Any]] = field(default_factory=set)
 
@@ -125,10 +132,12 @@ async def build_bot(
     aws: AwsClients | None = None,
     polling: Polling | None = None,
     registry: Registry | None = None,
+    event_intake: bool = True,
 ) -> Bot:
     """`lock_lease`: the lease of running jobs (their locks get twice as long); by default
     the config's `jobs.lease`. `polling`: how jobs wait for AWS (tests make it quick).
-    `registry`: the commands (every feature's, unless a test adds its own)."""
+    `registry`: the commands (every feature's, unless a test adds its own).
+    `event_intake`: poll the config's event queues (`kajitori run` does not)."""
     settings = settings or Settings()
     redactor = Redactor(settings.secret_values())
     _install_log_redaction(redactor)
@@ -190,6 +199,7 @@ async def build_bot(
             quotas=AwsQuotas(aws),
             db_sessions=db_sessions,
             read_queries=read_queries,
+            upcoming=AwsUpcoming(aws),
             polling=polling or Polling(),
             explain_failure=explain_aws_failure,
         )
@@ -225,6 +235,17 @@ async def build_bot(
     if config.quota_watch is not None:
         bot.quota_watch = QuotaWatcher(services, services.quotas, config.quota_watch)
         bot.start_background(bot.quota_watch.run(), "quota-watch")
+    if config.events is not None:
+        bot.events = EventIntake(services, config.events)
+        if config.events.sns is not None:
+            bot.http = aiohttp.ClientSession()
+            closers.append(bot.http.close)
+        if config.events.queues and event_intake:
+            region = settings.aws_region or next(
+                iter(e.region for e in config.environments.values()), "us-east-1"
+            )
+            bot.event_poller = QueuePoller(bot.events, SqsEventQueue(aws, region), config.events)
+            bot.start_background(bot.event_poller.run(), "events-intake")
     return bot
 
 
@@ -249,6 +270,7 @@ def build_web_app(bot: Bot) -> web.Application:
     typetalk.mount(app, kernel, bot.typetalk, settings)
     github.mount(app, kernel, settings)
     ci.mount(app, kernel, settings)
+    sns.mount(app, bot.events, bot.config.events.sns if bot.config.events else None, bot.http)
     return app
 
 

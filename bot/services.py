@@ -24,6 +24,7 @@ from bot.ports.capacity import (
 )
 from bot.ports.database import DatabaseSessions, ReadQueries
 from bot.ports.ecs import EcsPort
+from bot.ports.events import UpcomingPort
 from bot.ports.metrics import Metrics
 from bot.ports.store import Store
 from bot.redaction import Redactor
@@ -61,6 +62,7 @@ class Services(Core):
     quotas: QuotaPort
     db_sessions: DatabaseSessions
     read_queries: ReadQueries
+    upcoming: UpcomingPort
     polling: Polling = field(default_factory=Polling)
     # Words for an unexpected error a person can understand (AWS throttling after retries).
     explain_failure: Explain = unexplained

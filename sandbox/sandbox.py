@@ -32,6 +32,9 @@ _SEED_SERVICES = (
     "route53",
     "secretsmanager",
     "ssm",
+    "sqs",
+    "events",
+    "cloudwatch",
 )
 
 

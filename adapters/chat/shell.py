@@ -47,3 +47,9 @@ class ShellChat:
         origin = Origin(adapter="local", channel="local", member="kajitori", thread=channel)
         await self.reply(origin, message)
         return origin
+
+    async def edit(self, posted: Origin, message: Message) -> Origin:
+        # A terminal cannot change what it printed: the new version is printed, marked.
+        prefix = f"[{posted.thread}] " if posted.thread else ""
+        self.write("(updated) " + render(message), prefix)
+        return posted

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 
 from sandbox.extensions import (
+    alarm_events,
     autoscaling_limits,
     ec2_instances,
     ecs_deployments,
@@ -38,6 +39,7 @@ def install() -> Runtime:
             autoscaling_limits.install()
             route53_limits.install()
             rds_modify.install(runtime)
+            alarm_events.install()
             _Installation.runtime = runtime
         return _Installation.runtime
 
