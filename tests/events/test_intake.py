@@ -97,9 +97,15 @@ async def test_health_and_auto_scaling_events_are_routed_and_ignored_ones_droppe
 
 
 async def wait_until(check: Any, timeout: float = 20.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not check():
-            await asyncio.sleep(0.2)
+    """Until `check()` (run in a thread: it may call AWS) holds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        if await asyncio.to_thread(check):
+            return
+        if loop.time() > deadline:
+            raise TimeoutError(f"{check} did not hold within {timeout}s")
+        await asyncio.sleep(0.2)
 
 
 async def test_two_replicas_on_one_queue_post_each_event_once(
@@ -109,9 +115,9 @@ async def test_two_replicas_on_one_queue_post_each_event_once(
     # at-least-once delivery may.
     bus = client(sandbox, "events")
     bus.put_rule(Name="again", EventPattern=json.dumps({"source": ["aws.ecs"]}))
-    arn = client(sandbox, "sqs").get_queue_attributes(
-        QueueUrl=QUEUE, AttributeNames=["QueueArn"]
-    )["Attributes"]["QueueArn"]
+    arn = client(sandbox, "sqs").get_queue_attributes(QueueUrl=QUEUE, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
     bus.put_targets(Rule="again", Targets=[{"Id": "q", "Arn": arn}])
     store = await SqliteStore.open(str(tmp_path / "shared.db"))
     chat_a, chat_b = RecordingChat(), RecordingChat()
