@@ -79,7 +79,15 @@ def _load(path: str | None) -> Config:
 
 async def _with_bot(config: Config, member: str, text: str | None, **kwargs: object) -> int:
     chat = ShellChat()
-    async with running_bot(config, Settings(), chats=[chat], **kwargs) as bot:
+    settings = Settings()
+    chats = [chat]
+    if text is None and settings.slack_bot_token is None:
+        # No Slack: what would be posted in Slack channels (AWS events) shows here.
+        chats.append(ShellChat(name="slack"))
+    # `run` leaves soon: it reads no events from the queue.
+    async with running_bot(
+        config, settings, chats=chats, event_intake=text is None, **kwargs
+    ) as bot:
         if text is None:
             return await shell_loop(bot, chat, member)
         return await run_text(bot, chat, member, text)

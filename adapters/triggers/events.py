@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 
 from bot.config import EventsConfig
@@ -23,6 +24,8 @@ class QueuePoller:
         self._queue = queue
         self._config = config
         self.counts: Counter[str] = Counter()
+        # Seconds spent per step (receive, handle, delete): where a replica's time goes.
+        self.seconds: dict[str, float] = {"receive": 0.0, "handle": 0.0, "delete": 0.0}
 
     async def run(self) -> None:
         """Poll every queue until cancelled."""
@@ -45,21 +48,27 @@ class QueuePoller:
     async def poll_once(self, url: str, *, wait_seconds: int | None = None) -> int:
         """One receive and what follows; returns how many messages came."""
         wait = wait_seconds if wait_seconds is not None else int(self._config.wait.total_seconds())
+        started = time.perf_counter()
         messages = await self._queue.receive(
             url,
             max_messages=10,
             wait_seconds=wait,
             visibility_seconds=int(self._config.visibility_timeout.total_seconds()),
         )
+        received = time.perf_counter()
         done: list[str] = []
         # One at a time, in the order received: an alarm's ALARM and OK in one batch stay in
         # order.
         for message in messages:
             if await self._take(message):
                 done.append(message.receipt)
+        await self._sink.flush()
+        handled = time.perf_counter()
         if done:
             await self._queue.delete(url, done)
-        await self._sink.flush()
+        self.seconds["receive"] += received - started
+        self.seconds["handle"] += handled - received
+        self.seconds["delete"] += time.perf_counter() - handled
         return len(messages)
 
     async def _take(self, message: QueuedMessage) -> bool:

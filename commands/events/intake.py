@@ -250,11 +250,14 @@ class EventIntake:
                 await store.swap_value(key, fresh.model_dump_json(), done.model_dump_json())
                 return Handled.POSTED
             # OK or INSUFFICIENT_DATA
-            if record is None or record.posted is None or record.state == notice.state:
+            if record is None or record.state == notice.state:
                 return Handled.DROPPED  # nothing of it was posted: nothing to update
             updated = record.model_copy(update={"state": notice.state, "changed_at": at})
             if not await store.swap_value(key, raw, updated.model_dump_json()):
                 continue
+            if record.posted is None:
+                # It was in a digest line, not a message: only its state is kept.
+                return Handled.DROPPED
             await self._show(updated, notice)
             if notice.state == "OK" and record.flaps < 2:
                 took = format_duration(at - record.since) if at > record.since else "a moment"
