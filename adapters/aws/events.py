@@ -6,19 +6,16 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from adapters.aws.clients import AwsClients
+from adapters.aws.health import aws_time, health_events
 from bot.ports.events import QueuedMessage, Upcoming
 
 log = logging.getLogger(__name__)
 
 _QUEUE_REGION = re.compile(r"https?://sqs\.([a-z0-9-]+)\.amazonaws\.com")
-# AWS Health's API has one endpoint, in us-east-1, for every region.
-HEALTH_REGION = "us-east-1"
 
 
 def queue_region(url: str, default: str) -> str:
@@ -70,9 +67,7 @@ class SqsEventQueue:
 
 
 def _time(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return None
+    return aws_time(value)
 
 
 class AwsUpcoming:
@@ -129,26 +124,4 @@ class AwsUpcoming:
         return found
 
     async def health_events(self, region: str) -> list[Upcoming]:
-        health = await self._aws.client("health", HEALTH_REGION)
-        try:
-            response = await health.describe_events(
-                filter={"regions": [region], "eventStatusCodes": ["open", "upcoming"]}
-            )
-        except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "")
-            if code == "SubscriptionRequiredException":
-                # The Health API needs a Business, Enterprise On-Ramp or Enterprise support plan.
-                log.info("AWS Health's API is not available to this account (%s)", code)
-                return []
-            raise
-        return [
-            Upcoming(
-                source="Health",
-                resource=str(event.get("service", "")),
-                what=f"{event.get('eventTypeCode', '')} ({event.get('eventTypeCategory', '')})",
-                starts=_time(event.get("startTime")),
-                ends=_time(event.get("endTime")),
-                status=str(event.get("statusCode", "")),
-            )
-            for event in response.get("events", [])
-        ]
+        return await health_events(self._aws, region)

@@ -30,7 +30,12 @@ IAM_PREFIX = {
     "route53": "route53",
     "secretsmanager": "secretsmanager",
     "service-quotas": "servicequotas",
+    "sqs": "sqs",
+    "health": "health",
 }
+# Operations whose IAM action is another's: SQS authorizes a batch with the action of one
+# ("Amazon SQS API permissions: Actions and resource reference").
+IAM_ACTION_OF = {"sqs:DeleteMessageBatch": "sqs:DeleteMessage"}
 # The store creates its table only where it may (a sandbox, a first try); in production
 # the table comes from deploy/dynamodb-table.yaml and the policy leaves these out.
 TABLE_CREATION = {"dynamodb:CreateTable", "dynamodb:UpdateTimeToLive"}
@@ -84,7 +89,8 @@ def calls_in_adapters() -> dict[frozenset[str], set[Path]]:
             for service in services:
                 keys.add(frozenset({f"{IAM_PREFIX[service]}:{waiter_operation(service, waiter)}"}))
         for key in keys:
-            needed.setdefault(key, set()).add(path)
+            actions = frozenset(IAM_ACTION_OF.get(action, action) for action in key)
+            needed.setdefault(actions, set()).add(path)
     return needed
 
 
