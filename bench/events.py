@@ -16,10 +16,9 @@ kajitori has no format for them, so each is posted as one compact line naming it
    the store, read, route, format, post: its own work, from the poller's step timings),
    and the end-to-end drain rate, which includes the emulator's receives and deletes.
 
-moto's SQS slows down as a queue grows (draining 1,000 waiting messages with bare boto3
-calls takes minutes on the reference machine, against about 2 s for 100), so the latency
-run paces its events to keep the queue short, and the drain rate measures the emulator
-more than kajitori.
+moto's SQS scans the whole queue on every receive, so it slows down as a queue grows; the
+latency run paces its events to keep the queue short, and the end-to-end drain rate
+measures the emulator more than kajitori (the step timings say how much).
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from sandbox.extensions import (
     rds_modify,
     route53_limits,
     service_quotas,
+    sqs_clock,
 )
 from sandbox.extensions.runtime import Runtime
 
@@ -40,6 +41,7 @@ def install() -> Runtime:
             route53_limits.install()
             rds_modify.install(runtime)
             alarm_events.install()
+            sqs_clock.install()
             _Installation.runtime = runtime
         return _Installation.runtime
 

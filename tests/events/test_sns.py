@@ -164,3 +164,23 @@ async def test_a_malformed_body_is_refused_and_nothing_posted(
     assert status == 400
     assert answer["error"]
     assert chat.posted == []
+
+
+async def test_a_subscription_confirmation_is_visited_only_on_sns_hosts(
+    server: tuple[TestServer, RecordingChat], key: rsa.RSAPrivateKey
+) -> None:
+    test_server, chat = server
+    confirmation = {
+        "Type": "SubscriptionConfirmation",
+        "MessageId": str(uuid.uuid4()),
+        "Token": "2336412f37",
+        "TopicArn": TOPIC,
+        "Message": "You have chosen to subscribe to the topic.",
+        "SubscribeURL": "https://attacker.example/?Action=ConfirmSubscription",
+        "Timestamp": "2026-12-01T12:00:00.000Z",
+        "SignatureVersion": "2",
+        "SigningCertURL": CERT_URL,
+    }
+    status, answer = await post(test_server, json.dumps(signed(confirmation, key)).encode())
+    assert status == 401 and "SubscribeURL" in answer["error"]
+    assert chat.posted == []
