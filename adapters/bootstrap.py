@@ -54,6 +54,7 @@ from bot.services import Core, Services
 from bot.spec import Registry
 from commands import build_registry
 from commands.capacity.quota_watch import QuotaWatcher
+from commands.events.checks import suggestion_problems
 from commands.events.intake import EventIntake
 
 log = logging.getLogger(__name__)
@@ -247,6 +248,11 @@ async def build_bot(
             bot.event_poller = QueuePoller(bot.events, SqsEventQueue(aws, region), config.events)
             bot.start_background(bot.event_poller.run(), "events-intake")
     return bot
+
+
+def config_problems(config: Config) -> list[str]:
+    """What `check-config` finds beyond the config's shape: the commands it names."""
+    return suggestion_problems(config, build_registry())
 
 
 @contextlib.asynccontextmanager

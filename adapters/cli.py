@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from adapters.bootstrap import Bot, running_bot
+from adapters.bootstrap import Bot, config_problems, running_bot
 from adapters.chat.shell import ShellChat, render
 from bot.config import Config, Settings, default_config_path, load_config
 from bot.errors import ConfigError
@@ -151,6 +151,12 @@ def _check_config(args: argparse.Namespace) -> int:
         for line in error.errors:
             print(line, file=sys.stderr)
         print(f"{path}: {len(error.errors)} error(s)", file=sys.stderr)
+        return EXIT_FAILED
+    problems = config_problems(config)
+    if problems:
+        for line in problems:
+            print(line, file=sys.stderr)
+        print(f"{path}: {len(problems)} error(s)", file=sys.stderr)
         return EXIT_FAILED
     services = sum(len(e.services) for e in config.environments.values())
     print(f"{path}: ok ({len(config.environments)} environments, {services} services)")

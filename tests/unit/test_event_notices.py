@@ -115,3 +115,21 @@ def test_an_event_without_its_envelope_is_refused(routes: Routes, missing: str) 
     del event[missing]
     with pytest.raises(NotAnEvent):
         read_event(event, routes)
+
+
+def test_check_config_names_a_suggested_command_kajitori_would_not_understand() -> None:
+    from adapters.bootstrap import config_problems
+
+    data = demo_data()
+    data["events"]["remediate"] = [
+        {"alarm": "a", "suggest": ["scale out api staging +2", "scale sideways api staging"]},
+        {"alarm": "b", "suggest": ["rollback api qa", "restart cache production"]},
+    ]
+    problems = config_problems(parse_config(data))
+    assert problems[0].startswith("events.remediate.0.suggest.1: `scale sideways api staging`")
+    assert (
+        problems[1] == "events.remediate.1.suggest.0: `rollback api qa`: unknown environment 'qa'"
+    )
+    assert problems[2].startswith("events.remediate.1.suggest.1: `restart cache production`")
+    assert len(problems) == 3
+    assert config_problems(parse_config(demo_data())) == []
