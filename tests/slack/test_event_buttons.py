@@ -58,8 +58,13 @@ async def test_alarm_buttons_run_the_command_as_the_member_who_pressed(
     run = with_button(fake_slack, "kajitori_run", thread=alarm.ts)
     assert run is not None
     await sender.click(run, "kajitori_run:0", user="U0ALICE")
-    await fake_slack.wait_for(lambda: len(fake_slack.heads()) == 1)
-    assert "scale out" in fake_slack.heads()[0].text
+    # The job's head and progress go to the alarm's thread, where it was pressed.
+    await fake_slack.wait_for(
+        lambda: any(
+            "kajitori_status" in p.block_text() and "scale out" in p.text
+            for p in fake_slack.in_thread(alarm.ts)
+        )
+    )
     jobs = await jobs_in_store(tmp_path)
     assert len(jobs) == 1 and jobs[0].member == "slack:U0ALICE"
 
