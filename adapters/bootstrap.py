@@ -19,11 +19,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
+
 from adapters.aws import doctor as aws_doctor
 from adapters.aws import iam_policy
 from adapters.aws.capacity import AwsAutoScaling, AwsDatabases, AwsEc2, AwsTargetGroups
 from adapters.aws.clients import AwsClients, explain_aws_failure
 from adapters.aws.ecs import AwsEcs
+from adapters.aws.events import AwsUpcoming, SqsEventQueue
 from adapters.aws.quotas import AwsQuotas
 from adapters.aws.secrets import AdminSecrets
 from adapters.aws.ssm import AwsSsm
@@ -31,6 +34,7 @@ from adapters.chat.typetalk import TypetalkChat
 from adapters.prometheus import PrometheusMetrics
 from adapters.store import open_store
 from adapters.triggers.common import TriggerChannels
+from adapters.triggers.events import QueuePoller
 from adapters.tunnel.database_access import DatabaseAccess
 from adapters.tunnel.queries import TunnelReadQueries
 from adapters.tunnel.sessions import DbSessionManager
@@ -48,6 +52,8 @@ from bot.services import Core, Services
 from bot.spec import Registry
 from commands import build_registry
 from commands.capacity.quota_watch import QuotaWatcher
+from commands.events.checks import suggestion_problems
+from commands.events.intake import EventIntake
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -74,6 +80,9 @@ class Bot:
     slack: SlackConnection | None
     typetalk: TypetalkChat
     quota_watch: QuotaWatcher | None = None
+    events: EventIntake | None = None
+    event_poller: QueuePoller | None = None
+    http: aiohttp.ClientSession | None = None
     closers: list[Closer] = field(default_factory=list)
     background: set[asyncio.Task[Any]] = field(default_factory=set)
 
@@ -127,10 +136,12 @@ async def build_bot(
     aws: AwsClients | None = None,
     polling: Polling | None = None,
     registry: Registry | None = None,
+    event_intake: bool = True,
 ) -> Bot:
     """`lock_lease`: the lease of running jobs (their locks get twice as long); by default
     the config's `jobs.lease`. `polling`: how jobs wait for AWS (tests make it quick).
-    `registry`: the commands (every feature's, unless a test adds its own)."""
+    `registry`: the commands (every feature's, unless a test adds its own).
+    `event_intake`: poll the config's event queues (`kajitori run` does not)."""
     settings = settings or Settings()
     redactor = Redactor(settings.secret_values())
     install_log_redaction(redactor)
@@ -200,6 +211,7 @@ async def build_bot(
             read_queries=read_queries,
             accounts=aws,
             ssm=AwsSsm(aws),
+            upcoming=AwsUpcoming(aws),
             polling=polling or Polling(),
             explain_failure=explain_aws_failure,
         )
@@ -235,7 +247,23 @@ async def build_bot(
     if config.quota_watch is not None:
         bot.quota_watch = QuotaWatcher(services, services.quotas, config.quota_watch)
         bot.start_background(bot.quota_watch.run(), "quota-watch")
+    if config.events is not None:
+        bot.events = EventIntake(services, config.events)
+        if config.events.sns is not None:
+            bot.http = aiohttp.ClientSession()
+            closers.append(bot.http.close)
+        if config.events.queues and event_intake:
+            region = settings.aws_region or next(
+                iter(e.region for e in config.environments.values()), "us-east-1"
+            )
+            bot.event_poller = QueuePoller(bot.events, SqsEventQueue(aws, region), config.events)
+            bot.start_background(bot.event_poller.run(), "events-intake")
     return bot
+
+
+def config_problems(config: Config) -> list[str]:
+    """What `check-config` finds beyond the config's shape: the commands it names."""
+    return suggestion_problems(config, build_registry())
 
 
 @contextlib.asynccontextmanager
@@ -256,7 +284,7 @@ def build_web_app(bot: Bot, *, metrics_here: bool = True) -> web.Application:
     # Loaded here, not at start: a one-shot `kajitori run` serves no HTTP.
     from adapters.chat import slack, typetalk
     from adapters.http import health, server
-    from adapters.triggers import ci, github
+    from adapters.triggers import ci, github, sns
 
     kernel, settings = bot.kernel, bot.settings
     app = server.new_app(kernel)
@@ -265,6 +293,7 @@ def build_web_app(bot: Bot, *, metrics_here: bool = True) -> web.Application:
     typetalk.mount(app, kernel, bot.typetalk, settings)
     github.mount(app, kernel, settings)
     ci.mount(app, kernel, settings)
+    sns.mount(app, bot.events, bot.config.events.sns if bot.config.events else None, bot.http)
     return app
 
 

@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from adapters.bootstrap import Bot, doctor, generate_policies, running_bot
+from adapters.bootstrap import Bot, config_problems, doctor, generate_policies, running_bot
 from adapters.chat.shell import ShellChat, render
 from bot.config import Config, Settings, default_config_path, load_config
 from bot.errors import ConfigError, KajitoriError
@@ -81,7 +81,15 @@ def _load(path: str | None) -> Config:
 
 async def _with_bot(config: Config, member: str, text: str | None, **kwargs: object) -> int:
     chat = ShellChat()
-    async with running_bot(config, Settings(), chats=[chat], **kwargs) as bot:
+    settings = Settings()
+    chats = [chat]
+    if text is None and settings.slack_bot_token is None:
+        # No Slack: what would be posted in Slack channels (AWS events) shows here.
+        chats.append(ShellChat(name="slack"))
+    # `run` leaves soon: it reads no events from the queue.
+    async with running_bot(
+        config, settings, chats=chats, event_intake=text is None, **kwargs
+    ) as bot:
         if text is None:
             return await shell_loop(bot, chat, member)
         return await run_text(bot, chat, member, text)
@@ -152,6 +160,12 @@ def _check_config(args: argparse.Namespace) -> int:
         for line in error.errors:
             print(line, file=sys.stderr)
         print(f"{path}: {len(error.errors)} error(s)", file=sys.stderr)
+        return EXIT_FAILED
+    problems = config_problems(config)
+    if problems:
+        for line in problems:
+            print(line, file=sys.stderr)
+        print(f"{path}: {len(problems)} error(s)", file=sys.stderr)
         return EXIT_FAILED
     services = sum(len(e.services) for e in config.environments.values())
     print(f"{path}: ok ({len(config.environments)} environments, {services} services)")

@@ -347,6 +347,8 @@ class Environment(Strict):
     region: str
     protected: bool = False
     aws: EnvironmentAws | None = None
+    # Where this environment's AWS events and alarms are posted (`slack:C0PROD`).
+    channel: str | None = None
     services: dict[str, Service] = Field(default_factory=dict)
     databases: dict[str, Database] = Field(default_factory=dict)
     _name: str | None = PrivateAttr(default=None)
@@ -474,6 +476,53 @@ class ServerLimits(Strict):
     max_body_bytes: int = Field(default=1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024)
 
 
+class Remediation(Strict):
+    """Commands offered as buttons on an alarm's message (or on events matching `event`)."""
+
+    alarm: str | None = None  # a CloudWatch alarm name; `*` and `?` match any characters
+    event: str | None = None  # a detail-type, like `ECS Deployment State Change`
+    suggest: list[str] = Field(min_length=1, max_length=5)
+
+    @model_validator(mode="after")
+    def _one_match(self) -> Remediation:
+        if (self.alarm is None) == (self.event is None):
+            raise ValueError("a remediation matches exactly one of alarm or event")
+        return self
+
+
+class EventRateLimit(Strict):
+    posts: int = Field(default=10, ge=1)
+    per: Duration = timedelta(minutes=1)
+
+
+class SnsIntake(Strict):
+    """`POST /webhooks/sns`: the topics whose notifications are accepted."""
+
+    topics: list[str] = Field(min_length=1)
+    # Certificates known ahead, by their SigningCertURL (which must still be on
+    # sns.<region>.amazonaws.com): a PEM file used instead of fetching the URL.
+    certificates: dict[str, str] = Field(default_factory=dict)
+
+
+class EventsConfig(Strict):
+    """AWS events and alarms into chat, through SQS queues an EventBridge rule feeds."""
+
+    queues: list[str] = Field(default_factory=list)
+    # Where events of no environment go (and every environment without `channel`).
+    default_channel: str | None = None
+    # Events dropped without a word: a detail-type, `source/detail-type`, or an alarm name;
+    # `*` and `?` match any characters.
+    ignore: list[str] = Field(default_factory=list)
+    remediate: list[Remediation] = Field(default_factory=list)
+    rate_limit: EventRateLimit = EventRateLimit()
+    # An alarm that comes back within this time after it last changed is flapping: its
+    # message is edited with a counter instead of posting again.
+    flap_window: Duration = timedelta(minutes=30)
+    wait: Duration = timedelta(seconds=20)  # SQS long-poll wait (at most 20s)
+    visibility_timeout: Duration = timedelta(seconds=60)
+    sns: SnsIntake | None = None
+
+
 class Config(Strict):
     slack: SlackConfig = SlackConfig()
     typetalk: TypetalkConfig = TypetalkConfig()
@@ -496,6 +545,8 @@ class Config(Strict):
 
     def scope(self, env: str) -> AwsScope:
         return self.environment(env).scope
+
+    events: EventsConfig | None = None
 
     def environment(self, name: str) -> Environment:
         from bot.errors import Refused
@@ -578,6 +629,45 @@ def _cross_checks(config: Config) -> list[str]:
             for role in trigger.roles
             if role not in roles
         )
+    errors.extend(_event_checks(config))
+    return errors
+
+
+def _channel_problem(channel: str) -> str | None:
+    if channel.startswith(("slack:", "typetalk:topic/", "local")):
+        return None
+    return f"{channel!r} is not a channel (slack:C0123, typetalk:topic/42 or local)"
+
+
+def _event_checks(config: Config) -> list[str]:
+    errors: list[str] = []
+    for name, env in config.environments.items():
+        if env.channel is not None and (problem := _channel_problem(env.channel)):
+            errors.append(f"environments.{name}.channel: {problem}")
+    events = config.events
+    if events is None:
+        return errors
+    if events.default_channel is not None and (problem := _channel_problem(events.default_channel)):
+        errors.append(f"events.default_channel: {problem}")
+    for i, url in enumerate(events.queues):
+        if not url.startswith(("https://", "http://")) or url.count("/") < 4:
+            errors.append(
+                f"events.queues.{i}: {url!r} is not a queue URL "
+                "(https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)"
+            )
+    if events.wait > timedelta(seconds=20):
+        errors.append("events.wait: SQS waits at most 20s")
+    if events.sns is not None:
+        for j, topic in enumerate(events.sns.topics):
+            if not topic.startswith("arn:aws") or topic.count(":") != 5:
+                errors.append(f"events.sns.topics.{j}: {topic!r} is not a topic ARN")
+        for url, path in events.sns.certificates.items():
+            if not Path(path).is_file():
+                errors.append(f"events.sns.certificates.{url}: no file {path}")
+    for i, remedy in enumerate(events.remediate):
+        for j, command in enumerate(remedy.suggest):
+            if not command.strip():
+                errors.append(f"events.remediate.{i}.suggest.{j}: empty command")
     return errors
 
 

@@ -79,6 +79,58 @@ class Dispatcher:
         await self._audit(origin, text, result)
         return result
 
+    async def press(self, origin: Origin, command: str, *, run: bool) -> Result:
+        """A suggested command's button, pressed by the member of `origin`.
+
+        It takes two presses. The first (`run=False`) goes through the same checks as the
+        typed command and shows its dry run (or, for a command without one, what it is),
+        with a Run button; the second (`run=True`) is exactly the typed command, so the
+        lock, approval on protected environments and confirmation of destructive commands
+        follow. Both are audited as the member who pressed."""
+        if run:
+            return await self.handle(origin, command)
+        try:
+            parsed = self.registry.parse(command)
+        except Exception:
+            return await self.handle(origin, command)  # the usage error, as typed
+        if "--dry-run" in parsed.spec.flags and not parsed.dry_run:
+            result = await self.handle(origin, f"{command} --dry-run")
+        else:
+            result = await self._checked_only(origin, parsed)
+        if result.outcome is Outcome.OK:
+            result.messages.append(
+                Message(
+                    text=f"{origin.member}: press Run to do it, or type `{command}`",
+                    tone=Tone.WARNING,
+                    buttons=[Button(action="run", label=f"Run: {command}"[:75], command=command)],
+                )
+            )
+        return result
+
+    async def _checked_only(self, origin: Origin, command: ParsedCommand) -> Result:
+        """The access checks of `command` without running it (a press on a suggestion
+        whose command has no dry run)."""
+        access = self.services.access
+        try:
+            access.check_channel(origin.channel)
+            access.check_member(origin.member)
+            if not command.spec.open_to_all:
+                access.check_permission(origin.member, command.spec.permission, command.env)
+            env = command.env
+            protected = env is not None and self.services.config.environment(env).protected
+        except Exception as error:
+            outcome, text = failure_reply(error, self.services.explain_failure)
+            result = Result(outcome, [Message(text=text, tone=Tone.FAILURE)], command=command)
+        else:
+            note = " (a second member approves it: protected environment)" if protected else ""
+            result = Result(
+                Outcome.OK,
+                [Message(text=f"`{command.text}` has no dry run; it would run as typed{note}")],
+                command=command,
+            )
+        await self._audit(origin, f"{command.text} (suggestion pressed)", result)
+        return result
+
     async def _audit(self, origin: Origin, text: str, result: Result) -> None:
         services = self.services
         first = result.messages[0].text.splitlines()[0] if result.messages else ""

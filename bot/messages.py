@@ -22,11 +22,24 @@ class Table(BaseModel):
 
 
 class Button(BaseModel):
-    """An answer to a pending request: approve/deny (or confirm/cancel) with its id."""
+    """An answer to a pending request: approve/deny (or confirm/cancel) with its id; or
+    (action `suggest` or `run`) a command offered to whoever presses it."""
 
-    action: str  # "approve" or "deny"
-    request_id: str
+    action: str  # "approve", "deny", "suggest" (dry run first) or "run"
+    request_id: str = ""
     label: str
+    command: str = ""  # the command a suggest/run button stands for
+
+    @property
+    def runs_command(self) -> bool:
+        return self.action in COMMAND_ACTIONS
+
+    def typed(self) -> str:
+        """What to type instead of pressing."""
+        return self.command if self.runs_command else f"{self.action} {self.request_id}"
+
+
+COMMAND_ACTIONS = frozenset({"suggest", "run"})
 
 
 class Attachment(BaseModel):
@@ -52,9 +65,7 @@ class Message(BaseModel):
         if self.table is not None:
             parts.append(render_table(self.table))
         if self.buttons:
-            parts.append(
-                "  ".join(f"[{b.label}: `{b.action} {b.request_id}`]" for b in self.buttons)
-            )
+            parts.append("  ".join(f"[{b.label}: `{b.typed()}`]" for b in self.buttons))
         if self.attachment is not None:
             parts.append(f"(attached: {self.attachment.filename})")
         return "\n".join(parts)

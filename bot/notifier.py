@@ -60,3 +60,16 @@ class Notifier:
         except Exception:
             log.exception("announcing in %s failed", channel)
             return None
+
+    async def edit(self, posted: Origin, message: Message) -> bool:
+        """Replace an announced message (see `ChatAdapter.edit`); False if it failed."""
+        adapter = self._adapters.get(posted.adapter)
+        if adapter is None:
+            log.warning("no chat adapter %r to edit a message", posted.adapter)
+            return False
+        try:
+            await adapter.edit(posted, self._clean(message))
+        except Exception:
+            log.exception("editing a message through %s failed", posted.adapter)
+            return False
+        return True

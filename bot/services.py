@@ -25,6 +25,7 @@ from bot.ports.capacity import (
 )
 from bot.ports.database import DatabaseSessions, ReadQueries
 from bot.ports.ecs import EcsPort
+from bot.ports.events import UpcomingPort
 from bot.ports.metrics import Metrics
 from bot.ports.ssm import SsmPort
 from bot.ports.store import Store
@@ -65,6 +66,7 @@ class Services(Core):
     read_queries: ReadQueries
     accounts: AccountPort
     ssm: SsmPort
+    upcoming: UpcomingPort
     polling: Polling = field(default_factory=Polling)
     # Words for an unexpected error a person can understand (AWS throttling after retries).
     explain_failure: Explain = unexplained

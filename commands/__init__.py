@@ -11,9 +11,9 @@ in the order `help` shows them.
 from __future__ import annotations
 
 from bot.spec import Registry
-from commands import admin, capacity, database, deploy
+from commands import admin, capacity, database, deploy, events
 
-FEATURES = (deploy, capacity, database, admin)
+FEATURES = (deploy, capacity, database, events, admin)
 
 
 def build_registry() -> Registry:

@@ -33,6 +33,9 @@ _SEED_SERVICES = (
     "secretsmanager",
     "ssm",
     "iam",
+    "sqs",
+    "events",
+    "cloudwatch",
 )
 
 

@@ -25,6 +25,9 @@ RDS      Aurora MySQL cluster `main-ENV` (database `app`, user `admin`), writer
          `main-ENV-1` and reader `main-ENV-2` (db.r6g.large).
 Secrets  `kajitori/main-ENV/admin`: {"username", "password", "host": "127.0.0.1", "port": 3306}.
 Route 53 private zone `example.internal.` on the VPC: `web.ENV`, `db.ENV`, `db-ro.ENV`.
+Events   SQS queue `kajitori-events`, fed by the EventBridge rule `kajitori-events` on the
+         default bus (CloudWatch alarms, ECS, Auto Scaling, RDS and AWS Health events);
+         CloudWatch alarm `api-5xx-ENV` (HTTPCode_Target_5XX_Count of api in ENV, OK).
 Quotas   applied: L-1216C47A (vCPUs) = 64, L-0263D0A3 (Elastic IPs) = 5; the rest default.
 """
 
@@ -90,6 +93,22 @@ class DemoSeed:
         default_factory=lambda: {("ec2", "L-1216C47A"): 64.0, ("ec2", "L-0263D0A3"): 5.0}
     )
     elastic_ip_names: tuple[str, ...] = ("nat-staging", "nat-production")
+    events_queue: str = "kajitori-events"
+    events_rule: str = "kajitori-events"
+    event_sources: tuple[str, ...] = (
+        "aws.cloudwatch",
+        "aws.ecs",
+        "aws.autoscaling",
+        "aws.rds",
+        "aws.health",
+    )
+
+    def alarm(self, env: str) -> str:
+        return f"{self.ecs_service}-5xx-{env}"
+
+    def events_queue_url(self) -> str:
+        """The queue's URL as AWS names it (the sandbox finds the queue by its name)."""
+        return f"https://sqs.{self.region}.amazonaws.com/{self.account_id}/{self.events_queue}"
 
     def ecs_cluster(self, env: str) -> str:
         return env
@@ -286,7 +305,37 @@ def seed_demo(
         _seed_database(clients, seed, env, network)
 
     _seed_dns(clients, seed, vpc_id)
+    ids["events_queue_url"] = _seed_events(clients, seed)
     return ids
+
+
+def _seed_events(clients: Any, seed: DemoSeed) -> str:
+    """The queue kajitori long-polls, the rule that feeds it, and one alarm per environment."""
+    sqs, events, cloudwatch = clients.sqs, clients.events, clients.cloudwatch
+    url = str(sqs.create_queue(QueueName=seed.events_queue)["QueueUrl"])
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    events.put_rule(
+        Name=seed.events_rule,
+        EventPattern=json.dumps({"source": list(seed.event_sources)}),
+        State="ENABLED",
+        Description="AWS events and alarms for kajitori",
+    )
+    events.put_targets(Rule=seed.events_rule, Targets=[{"Id": "kajitori", "Arn": arn}])
+    for env in seed.environments:
+        cloudwatch.put_metric_alarm(
+            AlarmName=seed.alarm(env),
+            AlarmDescription=f"5xx answers of {seed.ecs_service} in {env}",
+            Namespace="AWS/ApplicationELB",
+            MetricName="HTTPCode_Target_5XX_Count",
+            Statistic="Sum",
+            Period=60,
+            EvaluationPeriods=1,
+            Threshold=10.0,
+            ComparisonOperator="GreaterThanThreshold",
+        )
+    return url
 
 
 def _seed_ecs(clients: Any, seed: DemoSeed, env: str, network: _Network) -> None:

@@ -22,9 +22,10 @@ def render(message: Message) -> str:
 
 
 class ShellChat:
-    name = "local"
-
-    def __init__(self, out: TextIO | None = None) -> None:
+    def __init__(self, out: TextIO | None = None, *, name: str = "local") -> None:
+        # `name` other than local: the terminal stands in for a chat that is not connected
+        # (the shell shows what would go to Slack channels when no Slack token is set).
+        self.name = name
         self._out = out or sys.stdout
 
     def write(self, text: str, prefix: str = "") -> None:
@@ -44,6 +45,12 @@ class ShellChat:
         return origin.in_thread(f"job {thread}")
 
     async def announce(self, channel: str, message: Message) -> Origin:
-        origin = Origin(adapter="local", channel="local", member="kajitori", thread=channel)
+        origin = Origin(adapter=self.name, channel=channel, member="kajitori", thread=channel)
         await self.reply(origin, message)
         return origin
+
+    async def edit(self, posted: Origin, message: Message) -> Origin:
+        # A terminal cannot change what it printed: the new version is printed, marked.
+        prefix = f"[{posted.thread}] " if posted.thread else ""
+        self.write("(updated) " + render(message), prefix)
+        return posted

@@ -109,11 +109,7 @@ def render(message: Message, bot_name: str) -> str:
         attachment = message.attachment
         lines.extend([f"{attachment.filename}:", _FENCE, attachment.content.rstrip("\n"), _FENCE])
     if message.buttons:
-        lines.append(
-            "  ".join(
-                f"{b.label}: `@{bot_name}+ {b.action} {b.request_id}`" for b in message.buttons
-            )
-        )
+        lines.append("  ".join(f"{b.label}: `@{bot_name}+ {b.typed()}`" for b in message.buttons))
     return "\n".join(lines)
 
 
@@ -305,6 +301,11 @@ class TypetalkChat:
         return Origin(
             adapter=self.name, channel=channel, member=f"typetalk:{self.bot_name}", thread=post_id
         )
+
+    async def edit(self, posted: Origin, message: Message) -> Origin:
+        # Typetalk's API cannot edit a bot's post: the new version goes under the first.
+        await self.reply(posted, message)
+        return posted
 
 
 def _secret_given(request: web.Request, secret: SecretStr) -> bool:

@@ -173,6 +173,10 @@ class TriggerChannels:
         await self.reply(origin, message)
         return origin
 
+    async def edit(self, posted: Origin, message: Message) -> Origin:
+        await asyncio.gather(*(self._notifier.edit(t, message) for t in threads_of(posted)))
+        return posted
+
     async def announce(self, channel: str, message: Message) -> Origin:
         """`channel` is a trigger's own (`ci:jenkins`): say it in all that trigger's channels."""
         triggers = [t for t in self._config.triggers if t.member == channel]

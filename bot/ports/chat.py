@@ -19,3 +19,8 @@ class ChatAdapter(Protocol):
 
     async def announce(self, channel: str, message: Message) -> Origin:
         """Post a new message in `channel`; return the thread for follow-ups."""
+
+    async def edit(self, posted: Origin, message: Message) -> Origin:
+        """Replace the message that `announce` posted (`posted` is what it returned) with
+        `message`; a chat that cannot edit posts `message` in that message's thread.
+        Return where follow-ups go."""

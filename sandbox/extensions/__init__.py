@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 
 from sandbox.extensions import (
+    alarm_events,
     asg_refresh,
     autoscaling_limits,
     ec2_instances,
@@ -19,6 +20,7 @@ from sandbox.extensions import (
     rds_orderable,
     route53_limits,
     service_quotas,
+    sqs_clock,
     ssm_commands,
 )
 from sandbox.extensions.runtime import Runtime
@@ -44,6 +46,8 @@ def install() -> Runtime:
             rds_orderable.install()
             ssm_commands.install(runtime)
             asg_refresh.install(runtime)
+            alarm_events.install()
+            sqs_clock.install()
             _Installation.runtime = runtime
         return _Installation.runtime
 

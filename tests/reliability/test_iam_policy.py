@@ -33,7 +33,12 @@ IAM_PREFIX = {
     "service-quotas": "servicequotas",
     "sts": "sts",
     "ssm": "ssm",
+    "sqs": "sqs",
+    "health": "health",
 }
+# Operations whose IAM action is another's: SQS authorizes a batch with the action of one
+# ("Amazon SQS API permissions: Actions and resource reference").
+IAM_ACTION_OF = {"sqs:DeleteMessageBatch": "sqs:DeleteMessage"}
 # The store creates its table only where it may (a sandbox, a first try); in production
 # the table comes from deploy/dynamodb-table.yaml and the policy leaves these out. The demo
 # config's store is SQLite, so its policy has no table at all (tests/access checks the
@@ -92,7 +97,8 @@ def calls_in_adapters() -> dict[frozenset[str], set[Path]]:
             for service in services:
                 keys.add(frozenset({f"{IAM_PREFIX[service]}:{waiter_operation(service, waiter)}"}))
         for key in keys:
-            needed.setdefault(key, set()).add(path)
+            actions = frozenset(IAM_ACTION_OF.get(action, action) for action in key)
+            needed.setdefault(actions, set()).add(path)
     return needed
 
 

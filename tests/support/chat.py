@@ -25,6 +25,8 @@ class RecordingChat:
 
     def __init__(self) -> None:
         self.posted: list[Posted] = []
+        # Messages replaced by `edit`, newest last: (the announced thread, the new message).
+        self.edits: list[Posted] = []
         self._changed = asyncio.Event()
         self._threads = 0
 
@@ -49,6 +51,11 @@ class RecordingChat:
         self._add(origin, message)
         return origin
 
+    async def edit(self, posted: Origin, message: Message) -> Origin:
+        self.edits.append(Posted(posted, message))
+        self._changed.set()
+        return posted
+
     def texts(self, thread: str | None = None) -> list[str]:
         return [p.text for p in self.posted if thread is None or p.origin.thread == thread]
 
@@ -57,5 +64,13 @@ class RecordingChat:
     ) -> None:
         async with asyncio.timeout(timeout):
             while not predicate(self.posted):
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def wait_for_edit(
+        self, predicate: Callable[[list[Posted]], bool], timeout: float = 30.0
+    ) -> None:
+        async with asyncio.timeout(timeout):
+            while not predicate(self.edits):
                 self._changed.clear()
                 await self._changed.wait()

@@ -28,6 +28,10 @@ ACTION_IDS = {
 }
 ACTION_VERBS = {action_id: verb for verb, action_id in ACTION_IDS.items()}
 REQUEST_BLOCK_PREFIX = "kajitori_request:"
+SUGGEST_ACTION = "kajitori_suggest"  # a suggested command: its dry run first
+RUN_ACTION = "kajitori_run"  # a command to run, after its dry run
+COMMANDS_BLOCK_ID = "kajitori_commands"
+COMMAND_VALUE_LIMIT = 2000  # Slack's limit for a button's value
 STATUS_BLOCK_ID = "kajitori_status"
 
 SECTION_LIMIT = 3000
@@ -69,7 +73,11 @@ def message_blocks(message: Message) -> list[Block]:
         blocks.extend(table_blocks(message.table))
     if message.attachment is not None:
         blocks.append(context(f"attached: {escape(message.attachment.filename)}"))
-    actions = [request_actions(message.buttons)] if message.buttons else []
+    requests = [b for b in message.buttons if not b.runs_command]
+    commands = [b for b in message.buttons if b.runs_command]
+    actions = [request_actions(requests)] if requests else []
+    if commands:
+        actions.append(command_actions(commands))
     room = MAX_BLOCKS - len(actions)
     if len(blocks) > room:
         blocks = [*blocks[: room - 1], context("… (cut to fit one message)")]
@@ -123,6 +131,25 @@ def request_actions(buttons: list[Button]) -> Block:
         "block_id": f"{REQUEST_BLOCK_PREFIX}{request_id}",
         "elements": elements,
     }
+
+
+def command_actions(buttons: list[Button]) -> Block:
+    """One button per command (at most 5, as Slack shows them on one row)."""
+    elements = [
+        {
+            "type": "button",
+            "action_id": f"{SUGGEST_ACTION if b.action == 'suggest' else RUN_ACTION}:{i}",
+            "text": {"type": "plain_text", "text": _clip(b.label, 75)},
+            "value": b.command[:COMMAND_VALUE_LIMIT],
+            **({"style": "danger"} if b.action == "run" else {}),
+        }
+        for i, b in enumerate(buttons[:5])
+    ]
+    return {"type": "actions", "block_id": COMMANDS_BLOCK_ID, "elements": elements}
+
+
+def without_command_actions(blocks: list[Block]) -> list[Block]:
+    return [b for b in blocks if b.get("block_id") != COMMANDS_BLOCK_ID]
 
 
 def _text_sections(text: str) -> Iterator[Block]:

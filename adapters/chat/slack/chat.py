@@ -140,6 +140,18 @@ class SlackChat:
             adapter=ADAPTER, channel=channel, member="kajitori", thread=posted.ts, extra=extra
         )
 
+    async def edit(self, posted: Origin, message: Message) -> Origin:
+        """Replace the message `posted` heads (as `announce` returned it) with `message`."""
+        if posted.thread is None:
+            return await self.announce(posted.channel, message)
+        await self._client.chat_update(
+            channel=slack_id(posted.channel),
+            ts=posted.thread,
+            text=fallback_text(message),
+            blocks=message_blocks(message),
+        )
+        return posted
+
     # Slack specifics
 
     async def post(
@@ -174,8 +186,9 @@ class SlackChat:
             text=text,
             blocks=blocks,
         )
-        if message.buttons:
-            self._remember_request(message.buttons[0].request_id, posted)
+        requests = [b for b in message.buttons if not b.runs_command]
+        if requests:
+            self._remember_request(requests[0].request_id, posted)
         if message.attachment is not None:
             await self._upload(posted, message, thread or posted.ts)
         return posted

@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Coroutine
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from adapters.chat.slack.admission import Admission
-from adapters.chat.slack.blocks import ACTION_VERBS
+from adapters.chat.slack.blocks import ACTION_VERBS, RUN_ACTION, SUGGEST_ACTION
 from adapters.chat.slack.chat import PostedMessage, SlackChat
 from adapters.chat.slack.payloads import (
     action_key,
@@ -66,6 +67,7 @@ class SlackListeners:
         app.event("app_mention")(self.on_mention)
         for action_id in ACTION_VERBS:
             app.action(action_id)(self.on_button)
+        app.action(re.compile(rf"^({SUGGEST_ACTION}|{RUN_ACTION}):\d+$"))(self.on_button)
 
     async def close(self) -> None:
         tasks, self._tasks = list(self._tasks), set()
@@ -136,7 +138,11 @@ class SlackListeners:
         if not await self._first_delivery(action_key(body)):
             return
         action = (body.get("actions") or [{}])[0]
-        verb = ACTION_VERBS.get(str(action.get("action_id")), "deny")
+        action_id = str(action.get("action_id", ""))
+        if action_id.startswith((f"{SUGGEST_ACTION}:", f"{RUN_ACTION}:")):
+            await self._command_button(body, action_id, str(action.get("value", "")))
+            return
+        verb = ACTION_VERBS.get(action_id, "deny")
         origin = action_origin(body)
         message = body.get("message") or {}
         clicked = PostedMessage(
@@ -149,6 +155,17 @@ class SlackListeners:
         # checked by the dispatcher, with the clicker as the one deciding.
         result = await self._bot.dispatcher.handle(origin, f"{verb} {action.get('value', '')}")
         await self._answer(origin, result, clicked=clicked if clicked.ts else None)
+
+    async def _command_button(self, body: dict[str, Any], action_id: str, command: str) -> None:
+        """A suggested command (on an event's message) pressed: it runs as the member who
+        pressed, through the dispatcher, its answers in the thread of the pressed message."""
+        origin = action_origin(body)
+        message = body.get("message") or {}
+        thread = message.get("thread_ts") or message.get("ts")
+        origin = origin.in_thread(str(thread) if thread else None)
+        run = action_id.startswith(f"{RUN_ACTION}:")
+        result = await self._bot.dispatcher.press(origin, command, run=run)
+        await self._answer(origin, result)
 
     async def _answer(
         self, origin: Origin, result: Result, *, clicked: PostedMessage | None = None

@@ -1,0 +1,59 @@
+"""The ports of AWS events: the SQS queues an EventBridge rule feeds, and what AWS says is
+coming (EC2 scheduled events, RDS pending maintenance, open AWS Health events)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from pydantic import BaseModel
+
+
+class QueuedMessage(BaseModel):
+    queue: str  # the queue URL
+    message_id: str
+    receipt: str
+    body: str
+    receive_count: int = 1
+
+
+class EventQueue(Protocol):
+    async def receive(
+        self, queue: str, *, max_messages: int, wait_seconds: int, visibility_seconds: int
+    ) -> list[QueuedMessage]:
+        """Long-poll `queue` for up to `max_messages` (at most 10)."""
+
+    async def delete(self, queue: str, receipts: list[str]) -> None:
+        """Delete handled messages (by receipt handle)."""
+
+
+class Upcoming(BaseModel):
+    """Something AWS will do to a resource: a maintenance, a retirement, a change."""
+
+    source: str  # "EC2", "RDS", "Health"
+    resource: str
+    what: str
+    starts: datetime | None = None
+    ends: datetime | None = None
+    status: str = ""
+
+
+class UpcomingPort(Protocol):
+    async def ec2_scheduled_events(self, region: str) -> list[Upcoming]:
+        """Scheduled events of the region's instances (reboot, retirement, maintenance)."""
+
+    async def rds_pending_maintenance(self, region: str) -> list[Upcoming]: ...
+
+    async def health_events(self, region: str) -> list[Upcoming]:
+        """Open and upcoming AWS Health events of the account in `region`."""
+
+
+class EventSink(Protocol):
+    """Where the driving adapters (the queue poller, the SNS endpoint) hand each message."""
+
+    async def take(self, body: str, *, receive_count: int = 1) -> bool:
+        """Handle one message; True when it is done with (may be deleted), False when it
+        must come back (posting failed)."""
+
+    async def flush(self) -> None:
+        """Post what is due after a batch (digest lines of rate-limited channels)."""
