@@ -24,7 +24,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.credentials import AioCredentialResolver, AioDeferredRefreshableCredentials
 from aiobotocore.session import AioSession, get_session
 from botocore.credentials import CredentialProvider
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from bot.config import AwsScope, EnvironmentAws
 from bot.errors import Refused
@@ -32,6 +32,21 @@ from bot.errors import Refused
 log = logging.getLogger(__name__)
 
 Now = Callable[[], datetime]
+
+
+# What STS answers when the credentials themselves are at fault.
+_CREDENTIAL_ERRORS = frozenset(
+    {
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "AccessDenied",
+        "AccessDeniedException",
+        "IncompleteSignature",
+    }
+)
 
 
 def explain_aws_failure(error: BaseException) -> str | None:
@@ -211,7 +226,14 @@ class AwsClients:
             sts = await self.client("sts", scope.region)
             try:
                 identity = await sts.get_caller_identity()
-            except (ClientError, BotoCoreError) as error:
+            except (ClientError, NoCredentialsError) as error:
+                code = (
+                    error.response.get("Error", {}).get("Code")
+                    if isinstance(error, ClientError)
+                    else None
+                )
+                if isinstance(error, ClientError) and code not in _CREDENTIAL_ERRORS:
+                    raise  # throttling or an outage: an AWS failure, not the credentials
                 raise Refused(
                     f"the credentials kajitori runs with do not work: {_failure(error)}",
                     hint="check AWS_PROFILE, the task role or AWS_ACCESS_KEY_ID (`kajitori doctor`)",

@@ -23,6 +23,7 @@ from tests.deploy.helpers import (
     finish,
     history,
     image_of,
+    is_image,
     lock_holder,
     running_definition,
     say,
@@ -99,7 +100,7 @@ async def test_denying_the_cancel_of_a_deploy_lets_ecs_finish_and_records_succes
     assert "ECS finishes the rollout of api-staging:2 (v2)" in denied.text
 
     assert await finish(bot, started) is JobStatus.SUCCEEDED
-    assert image_of(await running_definition(bot)).endswith("/api:v2")
+    assert await is_image(bot, await running_definition(bot), "v2")
     [record] = await history(bot)
     assert record.outcome == "succeeded"
 

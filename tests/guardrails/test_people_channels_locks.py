@@ -30,7 +30,7 @@ async def test_one_person_with_two_ids_cannot_approve_their_own_request(
     bot = await make_bot(change=with_people)
     request = await say(bot, "local:alice", "scale out api production +2")
     assert request.outcome is Outcome.PENDING and request.request is not None, request.text
-    assert "request 1 by alice (local:alice)" in request.text
+    assert "request R1 by alice (local:alice)" in request.text
     as_other_id = Origin(adapter="typetalk", channel="typetalk:topic/1", member="typetalk:alice")
     refused = await bot.dispatcher.handle(as_other_id, f"approve {request.request.id}")
     assert refused.outcome is Outcome.REFUSED, refused.text

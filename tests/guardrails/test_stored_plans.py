@@ -78,7 +78,7 @@ async def test_a_second_request_for_the_same_service_is_refused_and_the_first_ru
     second = await say(bot, "local:alice", "scale out api production +2")
     assert second.outcome is Outcome.REFUSED, second.text
     assert second.text.splitlines()[0] == (
-        f"api/production already has an open request {first.request.id} by local:alice: "
+        f"api/production already has an open request {first.request.ref} by local:alice: "
         "scale out api in production from 2 to 4"
     )
     assert f"`deny {first.request.id}`" in second.text
@@ -115,7 +115,7 @@ async def test_a_rollback_confirmed_after_someone_deployed_runs_nothing_and_says
     confirmed = await say(bot, "local:alice", f"approve {request.request.id}")
     assert confirmed.outcome is Outcome.REFUSED, confirmed.text
     lines = confirmed.text.splitlines()
-    assert lines[0].startswith(f"request {request.request.id} (roll back api in staging to v1)")
+    assert lines[0].startswith(f"request {request.request.ref} (roll back api in staging to v1)")
     assert "Nothing was changed." in lines[0]
     assert any(line.startswith("• api in staging now runs api-staging:") for line in lines)
     assert "(v3); the plan was made when it ran" in confirmed.text
@@ -183,8 +183,9 @@ async def test_a_deploy_pins_the_digest_its_tag_pointed_to_and_still_shows_the_t
     assert "v2" in status.text
     history = await say(bot, "local:alice", "history api production")
     assert history.messages[0].table is not None
-    assert history.messages[0].table.rows[0][2] == "v2"
-    assert history.messages[0].table.rows[0][4] == "local:alice"
+    row = history.messages[0].table.rows[0]
+    assert row[2] == "deploy api v2 to production"
+    assert "local:alice" in row[3] and "v2" in row[7]
 
 
 async def test_a_request_made_on_one_replica_and_approved_on_both_runs_once(
@@ -229,7 +230,7 @@ async def test_an_approval_runs_the_stored_plan_not_the_command_planned_again(
     assert stored.locks == ["api/production"]
     approved = await say(bot, "local:bob", f"approve {request.request.id}")
     assert approved.text.splitlines() == [
-        f"request {request.request.id} (scale out api in production from 2 to 3) approved by "
+        f"request {request.request.ref} (scale out api in production from 2 to 3) approved by "
         "local:bob",
         f"scale out api in production from 2 to 3: job {approved.job.id if approved.job else 0} "
         "(approved by local:bob)",

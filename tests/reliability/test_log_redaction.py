@@ -153,6 +153,6 @@ async def test_kajitori_run_at_debug_writes_no_credential_from_its_environment(
     logged = err.decode()
 
     assert process.returncode == 0, logged[-2000:]
-    assert "image tag: v1" in out.decode()
+    assert "version: v1 (sha256:" in out.decode()
     assert "X-Amz-Security-Token" in logged
     assert credentials_in(logged) == []

@@ -130,8 +130,8 @@ async def test_a_slack_retry_landing_on_the_other_replica_starts_nothing_new(
     await fake_slack.wait_for(
         lambda: (
             sum(
-                ("jobs" in p.text or "history of api in staging" in p.text)
-                for p in fake_slack.posted
+                ("jobs" in text or "history of api in staging" in text)
+                for text in fake_slack.said()
             )
             >= 2
         )
@@ -204,9 +204,9 @@ async def test_killing_the_replica_running_a_deploy_leads_the_other_to_finish_wa
     assert await shared_store.get_lock("api/staging") is None
     await second.slash("history api staging")
     await fake_slack.wait_for(
-        lambda: any("history of api in staging" in p.text for p in fake_slack.posted)
+        lambda: any("history of api in staging" in text for text in fake_slack.said())
     )
-    history = next(p.text for p in fake_slack.posted if "history of api in staging" in p.text)
+    history = next(text for text in fake_slack.said() if "history of api in staging" in text)
     assert "succeeded" in history and "v2" in history
     # The rollout was started once: no second revision, no second deployment.
     aws = AwsClients(endpoint_url=sandbox.url)

@@ -111,7 +111,7 @@ async def test_promote_button_lets_a_waiting_canary_go_on(
     await sender.click(waiting, "kajitori_promote", user="U0DAVE")
     await sender.click(waiting, "kajitori_promote", user="U0CAROL")
     await fake_slack.wait_for(
-        lambda: any("promoted by slack:U0CAROL" in p.text for p in fake_slack.posted),
+        lambda: any("promoted by slack:U0CAROL" in text for text in fake_slack.said()),
         timeout=60,
     )
     await fake_slack.wait_for(

@@ -67,7 +67,7 @@ def reporting_job(number: int) -> Plan:
             await job.progress(f"job {number} step {line}")
         return Message(text=f"job {number} done")
 
-    return Plan(title=f"task {number}", changes=[], run=run, kind="test")
+    return Plan(title=f"task {number}", changes=[], run=run, kind="test", state={})
 
 
 async def run_jobs(bot: Bot, count: int) -> list[JobStatus]:
