@@ -4,4 +4,6 @@ from commands.admin import approval, help, locking, records
 
 SPECS = [*help.SPECS, *approval.SPECS, *locking.SPECS, *records.SPECS]
 
-__all__ = ["SPECS"]
+TITLE = "guardrails and records"
+
+__all__ = ["SPECS", "TITLE"]

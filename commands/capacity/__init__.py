@@ -4,4 +4,6 @@ from commands.capacity import limits, scale, status
 
 SPECS = [*scale.SPECS, *limits.SPECS, *status.SPECS]
 
-__all__ = ["SPECS"]
+TITLE = "capacity"
+
+__all__ = ["SPECS", "TITLE"]

@@ -2,4 +2,6 @@
 
 from commands.deploy.workflow import RESUMERS, SPECS
 
-__all__ = ["RESUMERS", "SPECS"]
+TITLE = "deploy"
+
+__all__ = ["RESUMERS", "SPECS", "TITLE"]

@@ -617,7 +617,7 @@ SPECS = [
     ),
     CommandSpec(
         name="rollback",
-        usage="rollback SERVICE ENV [VERSION] [--dry-run]",
+        usage="rollback SERVICE ENV [VERSION] [--dry-run] [--yes]",
         summary="go back to the previous successful version (or VERSION), reusing its revision",
         handler=rollback,
         permission="rollback",
