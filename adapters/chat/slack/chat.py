@@ -3,6 +3,9 @@
 A job's progress lives in one thread under its head message, whose status line follows
 the job; private answers are ephemeral (through the command's response_url when there is
 one), falling back to a direct message; a request's buttons are replaced by who decided.
+An answer for a channel the bot is not a member of (a private channel, a DM between others)
+goes through the command's response_url, else to the member as a direct message. An answer
+too big for one Slack message becomes several, a long table a file.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from adapters.chat.slack.blocks import (
     escape,
     fallback_text,
     message_blocks,
+    message_parts,
+    table_as_file,
     with_status,
     without_request_actions,
 )
@@ -49,6 +54,12 @@ PREVIEW_LIMIT = 2800
 REMEMBERED_REQUESTS = 500
 # response_url is good for 30 minutes; a head's thread outlives it and must not carry it.
 _TRANSIENT_EXTRA = {RESPONSE_URL}
+# chat.postMessage's errors for a channel the bot cannot post in.
+NOT_IN_CHANNEL = frozenset({"not_in_channel", "channel_not_found"})
+
+
+def _not_in_channel(error: SlackApiError) -> bool:
+    return error.response.get("error") in NOT_IN_CHANNEL
 
 
 @dataclass(frozen=True)
@@ -93,7 +104,13 @@ class SlackChat:
         if message.private:
             await self._private(origin, message)
             return
-        await self.post(origin.channel, message, thread=origin.thread)
+        try:
+            await self.post(origin.channel, message, thread=origin.thread)
+        except SlackApiError as error:
+            if not _not_in_channel(error):
+                raise
+            await self._elsewhere(origin, message)
+            return
         head = origin.extra.get(HEAD_TS)
         if head is None:
             return
@@ -107,10 +124,22 @@ class SlackChat:
             await self._status.final(channel, head, head_message, status_line(message))
 
     async def start_thread(self, origin: Origin, message: Message) -> Origin:
-        posted = await self.post(origin.channel, message, thread=origin.thread, status=RUNNING_LINE)
+        channel, thread = origin.channel, origin.thread
+        try:
+            posted = await self.post(channel, message, thread=thread, status=RUNNING_LINE)
+        except SlackApiError as error:
+            if not _not_in_channel(error):
+                raise
+            # A job's thread needs a message of the bot's own: in a direct message, then.
+            dm = await self._direct_message(origin, message, status=RUNNING_LINE)
+            if dm is None:
+                return origin
+            posted, channel, thread = dm, f"{ADAPTER}:{dm.channel}", None
         extra = {k: v for k, v in origin.extra.items() if k not in _TRANSIENT_EXTRA}
         extra |= {HEAD_TS: posted.ts, HEAD_TEXT: message.text, HEAD_TONE: message.tone.value}
-        return origin.model_copy(update={"thread": origin.thread or posted.ts, "extra": extra})
+        return origin.model_copy(
+            update={"channel": channel, "thread": thread or posted.ts, "extra": extra}
+        )
 
     async def announce(self, channel: str, message: Message) -> Origin:
         posted = await self.post(channel, message)
@@ -132,29 +161,38 @@ class SlackChat:
         thread: str | None = None,
         status: str | None = None,
     ) -> PostedMessage:
-        blocks = message_blocks(message)
+        """Post `message`, in several messages when Slack would refuse it as one (the first is
+        returned: the one a status line or an edit goes to)."""
+        message = table_as_file(message)
+        parts = message_parts(message)
         if status is not None:
-            blocks = with_status(blocks, status)
-        text = fallback_text(message)
-        response = await self._client.chat_postMessage(
-            channel=slack_id(channel),
-            text=text,
-            blocks=blocks,
-            thread_ts=thread,
-            unfurl_links=False,
-            unfurl_media=False,
-        )
-        posted = PostedMessage(
-            channel=str(response.get("channel") or slack_id(channel)),
-            ts=str(response["ts"]),
-            text=text,
-            blocks=blocks,
-        )
+            parts[0] = with_status(parts[0], status)
+        posted: list[PostedMessage] = []
+        for n, blocks in enumerate(parts):
+            text = fallback_text(message) if n == 0 else f"(continued, {n + 1}/{len(parts)})"
+            response = await self._client.chat_postMessage(
+                channel=slack_id(channel),
+                text=text,
+                blocks=blocks,
+                thread_ts=thread,
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+            posted.append(
+                PostedMessage(
+                    channel=str(response.get("channel") or slack_id(channel)),
+                    ts=str(response["ts"]),
+                    text=text,
+                    blocks=blocks,
+                )
+            )
+        first = posted[0]
         if message.buttons:
-            self._remember_request(message.buttons[0].request_id, posted)
+            # The buttons are on the last part: that is the message a decision edits.
+            self._remember_request(message.buttons[0].request_id, posted[-1])
         if message.attachment is not None:
-            await self._upload(posted, message, thread or posted.ts)
-        return posted
+            await self._upload(first, message, thread or first.ts)
+        return first
 
     async def close_request(
         self, request_id: str, line: str, where: PostedMessage | None = None
@@ -237,7 +275,46 @@ class SlackChat:
             channel=channel,
             ts=ts,
             text=fallback_text(head),
-            blocks=with_status(message_blocks(head), line),
+            blocks=with_status(message_parts(table_as_file(head))[0], line),
+        )
+
+    async def _elsewhere(self, origin: Origin, message: Message) -> None:
+        """An answer for a channel the bot is not in: through the command's response_url
+        (for everyone there, as if posted), else as a direct message to the member."""
+        url = origin.extra.get(RESPONSE_URL)
+        if url:
+            parts = message_parts(table_as_file(message))
+            sent = 0
+            for blocks in parts:
+                payload = {
+                    "response_type": "in_channel",
+                    "replace_original": False,
+                    "text": fallback_text(message),
+                    "blocks": blocks,
+                }
+                if not await self.respond(url, payload):
+                    break
+                sent += 1
+            if sent == len(parts):
+                return
+        await self._direct_message(origin, message)
+
+    async def _direct_message(
+        self, origin: Origin, message: Message, *, status: str | None = None
+    ) -> PostedMessage | None:
+        user = member_user(origin.member)
+        if user is None:
+            log.warning("an answer for %s reaches nobody: not in %s", origin.member, origin.channel)
+            return None
+        opened = await self._client.conversations_open(users=user)
+        dm = str((opened.get("channel") or {}).get("id") or user)
+        where = slack_id(origin.channel)
+        note = (
+            f"(sent here: I am not a member of channel {where}; `/invite` me there to answer "
+            "in the channel)"
+        )
+        return await self.post(
+            dm, message.model_copy(update={"text": f"{note}\n{message.text}"}), status=status
         )
 
     async def _upload(self, posted: PostedMessage, message: Message, thread: str) -> None:

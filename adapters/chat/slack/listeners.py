@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Coroutine
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -66,6 +67,10 @@ class SlackListeners:
         app.event("app_mention")(self.on_mention)
         app.action(APPROVE_ACTION)(self.on_button)
         app.action(DENY_ACTION)(self.on_button)
+        # Last: every other event a workspace's subscriptions bring (`message`,
+        # `reaction_added`, ...) is acknowledged and left alone. Unanswered, Slack would
+        # retry it, and turn the app's event delivery off after enough failures.
+        app.event(re.compile(".*"))(self.on_other_event)
 
     async def close(self) -> None:
         tasks, self._tasks = list(self._tasks), set()
@@ -85,6 +90,10 @@ class SlackListeners:
     async def on_mention(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         self._spawn(self._mention(body), "mention")
+
+    async def on_other_event(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        log.debug("Slack event %s acknowledged, not handled", body.get("event", {}).get("type"))
 
     async def on_button(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
