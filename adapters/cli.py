@@ -128,16 +128,23 @@ def _client_environment(url: str) -> dict[str, str]:
     }
 
 
-async def _start_demo_world(port: int, folder: Path) -> tuple[Sandbox, DemoDatabase | None, str]:
-    """The seeded AWS sandbox and, when MariaDB and sshd are installed, the demo database,
-    started side by side; the last item says whether `db open` and `sql` work."""
+async def _start_demo_world(
+    port: int, folder: Path, *, with_database: bool = True
+) -> tuple[Sandbox, DemoDatabase | None, str]:
+    """The seeded AWS sandbox and, when MariaDB and sshd are installed (and wanted), the
+    demo database, started side by side; the last item says whether `db open` and `sql` work."""
     from sandbox import Sandbox
     from sandbox.demo import start_demo_database
+
+    async def no_database() -> tuple[None, str]:
+        return None, "database main: not started for this command"
 
     sandbox = Sandbox(port=port)
     started, database_started = await asyncio.gather(
         asyncio.to_thread(sandbox.start),
-        asyncio.to_thread(start_demo_database, folder / "database"),
+        asyncio.to_thread(start_demo_database, folder / "database")
+        if with_database
+        else no_database(),
         return_exceptions=True,
     )
     if isinstance(database_started, BaseException):
@@ -161,7 +168,10 @@ async def _demo(args: argparse.Namespace) -> int:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
     with tempfile.TemporaryDirectory(prefix="kajitori-demo-") as name:
         folder = Path(name)
-        sandbox, database, note = await _start_demo_world(0, folder)
+        # One command that is not about databases does without MariaDB and sshd.
+        first = (args.text or "").split()[:1]
+        wanted = args.text is None or first in (["db"], ["sql"])
+        sandbox, database, note = await _start_demo_world(0, folder, with_database=wanted)
         try:
             os.environ.update(_client_environment(sandbox.url))
             config = parse_config(demo_config_data(database, store=f"sqlite:///{folder}/state.db"))
