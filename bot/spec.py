@@ -185,9 +185,13 @@ class Registry:
                     usage=meant.usage,
                 )
             return UsageError(f"what should `{first}` do?", usage="\n".join(s.usage for s in group))
-        close = did_you_mean(first, {s.words[0] for s in self.specs})
+        commands = list(dict.fromkeys(s.words[0] for s in self.specs))
+        close = did_you_mean(first, commands)
         if close is None:
-            return UsageError(f"unknown command {first!r}", hint="type `help` to see the commands")
+            return UsageError(
+                f"unknown command {first!r}",
+                hint=f"known: {', '.join(commands)}; type `help` to see the commands",
+            )
         return UsageError(
             f"unknown command {first!r}: did you mean `{close}`?",
             usage="\n".join(s.usage for s in self.group(close)),

@@ -111,7 +111,14 @@ async def test_permissions_apply_to_the_environment_an_alias_names(bot: Bot) -> 
                 "usage: scale out SERVICE ENV COUNT|+N|-N [--dry-run] [--yes]",
             ],
         ),
-        ("frobnicate", ["unknown command 'frobnicate'", "type `help` to see the commands"]),
+        (
+            "frobnicate",
+            [
+                "unknown command 'frobnicate'",
+                "known: deploy, rollback, scale, limits, status, db, sql, help",
+                "type `help` to see the commands",
+            ],
+        ),
         (
             'lock api staging "release 2.3',
             [
