@@ -172,3 +172,20 @@ async def test_a_long_table_is_cut_to_one_message_and_attached_whole_as_a_csv_fi
     assert len(csv_lines) == 601
     completed = fake_slack.calls("files.completeUploadExternal")[0]
     assert (completed["channel_id"], completed["thread_ts"]) == (CHANNEL, answer.ts)
+
+
+async def test_a_long_private_answer_is_split_too_and_stays_private(
+    chat: SlackChat, fake_slack: FakeSlack
+) -> None:
+    lines = [f"row {i:03d} " + "y" * 300 for i in range(100)]
+    origin = ORIGIN.model_copy(update={"extra": {"response_url": f"{fake_slack.url}/hooks/p"}})
+    await chat.reply(origin, Message(text="\n".join(lines), private=True))
+
+    posts = fake_slack.hook_posts("p")
+    assert len(posts) >= 3
+    for post in posts:
+        assert post["response_type"] == "ephemeral"
+        _within_limits(post["blocks"])
+    shown = "\n".join(b["text"]["text"] for p in posts for b in p["blocks"])
+    assert [line for line in shown.splitlines() if line.startswith("row")] == lines
+    assert fake_slack.posted == []

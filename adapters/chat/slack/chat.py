@@ -26,8 +26,8 @@ from adapters.chat.slack.blocks import (
     context,
     escape,
     fallback_text,
-    message_blocks,
     message_parts,
+    split_blocks,
     table_as_file,
     with_status,
     without_request_actions,
@@ -234,7 +234,7 @@ class SlackChat:
             log.warning("a private message for %s cannot go through Slack", origin.member)
             return
         text = fallback_text(message)
-        blocks = message_blocks(message)
+        blocks = [block for part in message_parts(message) for block in part]
         if message.attachment is not None:
             # Ephemeral messages carry no files: the content goes inline.
             content = escape(message.attachment.content)
@@ -243,6 +243,13 @@ class SlackChat:
             blocks.append(
                 {"type": "section", "text": {"type": "mrkdwn", "text": f"```{content}```"}}
             )
+        # Too big for one message: several, in order, each the way the first one went.
+        for part in split_blocks(blocks):
+            await self._private_part(origin, user, text, part)
+
+    async def _private_part(
+        self, origin: Origin, user: str, text: str, blocks: list[Block]
+    ) -> None:
         url = origin.extra.get(RESPONSE_URL)
         if url and await self.respond(
             url,
