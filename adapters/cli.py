@@ -8,21 +8,27 @@ import asyncio
 import getpass
 import logging
 import os
+import shlex
+import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from adapters.bootstrap import Bot, config_problems, doctor, generate_policies, running_bot
-from adapters.chat.shell import ShellChat, render
+from adapters.chat.shell import ShellChat, member_named, render
 from bot.config import Config, Settings, default_config_path, load_config
 from bot.errors import ConfigError, KajitoriError
 from bot.messages import Table, render_table
 from bot.model import JobStatus, Origin, Outcome
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+if TYPE_CHECKING:
+    from sandbox import Sandbox
+    from sandbox.database import DemoDatabase
 
-DEMO_CONFIG = Path(__file__).parent.parent / "sandbox" / "demo.yaml"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _default_member() -> str:
@@ -50,7 +56,6 @@ async def shell_loop(bot: Bot, chat: ShellChat, member: str) -> int:
     interactive = sys.stdin.isatty()
     loop = asyncio.get_running_loop()
     chat.write(f"kajitori shell as {member} — `help` lists the commands, Ctrl-D leaves")
-    pending: set[asyncio.Task[int]] = set()
     while True:
         if interactive:
             sys.stdout.write("kajitori> ")
@@ -65,14 +70,31 @@ async def shell_loop(bot: Bot, chat: ShellChat, member: str) -> int:
             break
         if not interactive:
             chat.write(f"kajitori> {text}")
+        wanted = member_named(text)
+        if wanted is not None:
+            member = _switch(bot, member, wanted, chat)
+            continue
         result = await bot.dispatcher.handle(_origin(member), text)
         for message in result.messages:
             chat.write(render(message))
     # A scripted session waits for the jobs it started before leaving.
     for job_id in bot.jobs.running:
         await bot.jobs.wait(job_id)
-    del pending
     return EXIT_OK
+
+
+def _switch(bot: Bot, member: str, wanted: str, chat: ShellChat) -> str:
+    """`as ID` in the shell: the same bot, sandbox and store, another member."""
+    access = bot.services.access
+    if not wanted:
+        chat.write(f"you are {member}; `as ID` switches (as bob, as local:bob)")
+        return member
+    if not access.is_member(wanted):
+        members = ", ".join(bot.config.access.members) or "none"
+        chat.write(f"⚠️  {wanted} is not a member of this bot (members: {members})")
+        return member
+    chat.write(f"you are now {wanted} ({', '.join(access.roles_of(wanted))})")
+    return wanted
 
 
 def _load(path: str | None) -> Config:
@@ -102,38 +124,109 @@ def _demo_member(config: Config, requested: str | None) -> str:
     return member if member in config.access.members else "local:alice"
 
 
-async def _demo(args: argparse.Namespace) -> int:
-    from adapters.store.sqlite import SqliteStore
-    from sandbox import Sandbox
+def _client_environment(url: str) -> dict[str, str]:
+    """What an AWS client (kajitori, the AWS CLI) needs to talk to the sandbox: its endpoint,
+    the region, and credentials, which the sandbox accepts whatever they are."""
+    from sandbox import REGION
 
-    sandbox = Sandbox(port=0)
-    await asyncio.to_thread(sandbox.start)
-    os.environ["AWS_ENDPOINT_URL"] = sandbox.url
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "demo")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "demo")
-    try:
-        config = load_config(DEMO_CONFIG)
-        member = _demo_member(config, args.as_member)
-        with tempfile.TemporaryDirectory(prefix="kajitori-demo-") as folder:
-            store = await SqliteStore.open(str(Path(folder) / "state.db"))
-            print(f"AWS sandbox at {sandbox.url}; you are {member} (--as to change)")
-            return await _with_bot(config, member, args.text, store=store)
-    finally:
+    return {
+        "AWS_ENDPOINT_URL": url,
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "demo",
+        "AWS_SECRET_ACCESS_KEY": "demo",
+    }
+
+
+async def _start_demo_world(
+    port: int, folder: Path, *, with_database: bool = True
+) -> tuple[Sandbox, DemoDatabase | None, str]:
+    """The seeded AWS sandbox and, when MariaDB and sshd are installed (and wanted), the
+    demo database, started side by side; the last item says whether `db open` and `sql` work."""
+    from sandbox import Sandbox
+    from sandbox.demo import start_demo_database
+
+    async def no_database() -> tuple[None, str]:
+        return None, "database main: not started for this command"
+
+    sandbox = Sandbox(port=port)
+    started, database_started = await asyncio.gather(
+        asyncio.to_thread(sandbox.start),
+        asyncio.to_thread(start_demo_database, folder / "database")
+        if with_database
+        else no_database(),
+        return_exceptions=True,
+    )
+    if isinstance(database_started, BaseException):
         await asyncio.to_thread(sandbox.stop)
+        raise database_started
+    database, note = database_started
+    if isinstance(started, BaseException):
+        if database is not None:
+            await asyncio.to_thread(database.stop)
+        raise started
+    return sandbox, database, note
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from bot.config import parse_config
+    from sandbox.demo import demo_config_data
+
+    # `kill` ends the demo as Ctrl-C does: MariaDB and sshd stop, the folder goes.
+    main = asyncio.current_task()
+    assert main is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
+    with tempfile.TemporaryDirectory(prefix="kajitori-demo-") as name:
+        folder = Path(name)
+        # One command that is not about databases does without MariaDB and sshd.
+        first = (args.text or "").split()[:1]
+        wanted = args.text is None or first in (["db"], ["sql"])
+        sandbox, database, note = await _start_demo_world(0, folder, with_database=wanted)
+        try:
+            os.environ.update(_client_environment(sandbox.url))
+            config = parse_config(demo_config_data(database, store=f"sqlite:///{folder}/state.db"))
+            member = _demo_member(config, args.as_member)
+            print(f"AWS sandbox at {sandbox.url}; {note}")
+            print(f"you are {member} (`as bob` in the shell, or --as, to change)")
+            return await _with_bot(config, member, args.text)
+        finally:
+            if database is not None:
+                await asyncio.to_thread(database.stop)
+            await asyncio.to_thread(sandbox.stop)
 
 
 async def _sandbox(args: argparse.Namespace) -> int:
-    from sandbox import Sandbox
+    import yaml
 
-    sandbox = Sandbox(port=args.port)
-    await asyncio.to_thread(sandbox.start)
-    print(f"AWS sandbox: AWS_ENDPOINT_URL={sandbox.url}")
-    print(f"demo config: {DEMO_CONFIG}")
-    print("Ctrl-C stops it.", flush=True)
+    from sandbox.demo import demo_config_data
+
+    # Set first: `kill` (and Ctrl-C) stop MariaDB and sshd and remove the folder even while
+    # they start, never leaving them behind.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(signum, stop.set)
+    folder = Path(tempfile.mkdtemp(prefix="kajitori-sandbox-"))
     try:
-        await asyncio.Event().wait()
+        sandbox, database, note = await _start_demo_world(args.port, folder)
+        try:
+            config = folder / "demo.yaml"
+            data = demo_config_data(database, store=f"sqlite:///{folder}/state.db")
+            config.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
+            # Every line is shell: `. FILE` or `eval` takes the exports and skips the comments.
+            environment = {**_client_environment(sandbox.url), "KAJITORI_CONFIG": str(config)}
+            for key, value in environment.items():
+                print(f"export {key}={shlex.quote(value)}")
+            print(f"# {note}")
+            print(f"# demo config: {config} (examples/demo.yaml, pointed at this sandbox)")
+            print("# ready; Ctrl-C stops the sandbox", flush=True)
+            await stop.wait()
+        finally:
+            if database is not None:
+                await asyncio.to_thread(database.stop)
+            await asyncio.to_thread(sandbox.stop)
     finally:
-        await asyncio.to_thread(sandbox.stop)
+        shutil.rmtree(folder, ignore_errors=True)
     return EXIT_OK
 
 

@@ -28,7 +28,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bot.errors import ConfigError
+from bot.errors import ConfigError, unknown_name
 from bot.grammar import parse_duration
 
 
@@ -349,6 +349,8 @@ class Environment(Strict):
     aws: EnvironmentAws | None = None
     # Where this environment's AWS events and alarms are posted (`slack:C0PROD`).
     channel: str | None = None
+    # Other names for it in commands (`prod`, `本番`); names and aliases match in any case.
+    aliases: list[str] = Field(default_factory=list)
     services: dict[str, Service] = Field(default_factory=dict)
     databases: dict[str, Database] = Field(default_factory=dict)
     _name: str | None = PrivateAttr(default=None)
@@ -548,38 +550,83 @@ class Config(Strict):
 
     events: EventsConfig | None = None
 
-    def environment(self, name: str) -> Environment:
-        from bot.errors import Refused
+    def environment_name(self, name: str) -> str:
+        """The environment `name` stands for: itself, in any case, or one of its aliases."""
+        if name in self.environments:
+            return name
+        folded = name.casefold()
+        for env_name, env in self.environments.items():
+            if folded == env_name.casefold() or folded in (a.casefold() for a in env.aliases):
+                return env_name
+        known = [
+            f"{n} (aliases: {', '.join(e.aliases)})" if e.aliases else n
+            for n, e in self.environments.items()
+        ]
+        aliases = [a for e in self.environments.values() for a in e.aliases]
+        raise unknown_name("environment", name, known, also=aliases)
 
-        env = self.environments.get(name)
-        if env is None:
-            known = ", ".join(self.environments) or "none"
-            raise Refused(f"unknown environment {name!r} (known: {known})")
-        return env
+    def environment(self, name: str) -> Environment:
+        return self.environments[self.environment_name(name)]
+
+    def service_name(self, name: str, env: str) -> str:
+        """The service `name` stands for in `env`, in any case."""
+        env_name = self.environment_name(env)
+        return _find_name("service", name, list(self.environments[env_name].services), env_name)
 
     def service(self, name: str, env: str) -> Service:
-        from bot.errors import Refused
+        env_name = self.environment_name(env)
+        return self.environments[env_name].services[self.service_name(name, env_name)]
 
-        services = self.environment(env).services
-        service = services.get(name)
-        if service is None:
-            known = ", ".join(services) or "none"
-            raise Refused(f"unknown service {name!r} in {env} (known: {known})")
-        return service
+    def database_name(self, name: str, env: str) -> str:
+        env_name = self.environment_name(env)
+        return _find_name("database", name, list(self.environments[env_name].databases), env_name)
 
     def database(self, name: str, env: str) -> Database:
-        from bot.errors import Refused
+        env_name = self.environment_name(env)
+        return self.environments[env_name].databases[self.database_name(name, env_name)]
 
-        databases = self.environment(env).databases
-        database = databases.get(name)
-        if database is None:
-            known = ", ".join(databases) or "none"
-            raise Refused(f"unknown database {name!r} in {env} (known: {known})")
-        return database
+
+def _find_name(kind: str, name: str, known: list[str], env: str) -> str:
+    if name in known:
+        return name
+    found = next((k for k in known if k.casefold() == name.casefold()), None)
+    if found is None:
+        raise unknown_name(kind, name, known, where=env)
+    return found
+
+
+def _same_names(where: str, names: list[str]) -> list[str]:
+    """Names that only differ in case cannot be told apart by case-insensitive lookups."""
+    seen: dict[str, str] = {}
+    errors = []
+    for name in names:
+        other = seen.setdefault(name.casefold(), name)
+        if other != name:
+            errors.append(f"{where}.{name}: differs from {other!r} only in case")
+    return errors
+
+
+def _alias_checks(config: Config) -> list[str]:
+    errors = _same_names("environments", list(config.environments))
+    owner = {name.casefold(): f"environment {name!r}" for name in config.environments}
+    for env_name, env in config.environments.items():
+        errors.extend(_same_names(f"environments.{env_name}.services", list(env.services)))
+        errors.extend(_same_names(f"environments.{env_name}.databases", list(env.databases)))
+        for i, alias in enumerate(env.aliases):
+            path = f"environments.{env_name}.aliases.{i}"
+            if not alias or any(c.isspace() for c in alias) or alias.startswith("-"):
+                errors.append(f"{path}: {alias!r} is not one word (no spaces, no leading -)")
+                continue
+            mine = f"an alias of {env_name!r}"
+            taken = owner.setdefault(alias.casefold(), mine)
+            earlier = [a.casefold() for a in env.aliases[:i]]
+            if taken != mine or alias.casefold() in earlier:
+                errors.append(f"{path}: {alias!r} is already {taken}")
+    return errors
 
 
 def _cross_checks(config: Config) -> list[str]:
-    errors: list[str] = []
+    errors: list[str] = _alias_checks(config)
     roles = set(config.access.roles)
     people = config.access.people
     listed: dict[str, str] = {}

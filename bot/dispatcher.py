@@ -7,12 +7,14 @@ reply here, with the usage line; anything else becomes "internal error" and a lo
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from bot.errors import KajitoriError, Refused, failure_reply
+from bot.config import Config
+from bot.errors import KajitoriError, Refused, UsageError, failure_reply, unknown_name
 from bot.grammar import format_duration
 from bot.jobs.locks import DeployLocks, LockKey, describe_holder
 from bot.jobs.manager import JobManager
@@ -61,6 +63,8 @@ class Dispatcher:
             command = self.registry.parse(text)
             result = await self._run(origin, command, approved_by)
         except Exception as error:
+            if isinstance(error, UsageError) and error.usage is None and command is not None:
+                error.usage = command.spec.usage
             outcome, text = failure_reply(error, self.services.explain_failure)
             if outcome is Outcome.ERROR:
                 error_id = secrets.token_hex(4)
@@ -157,8 +161,17 @@ class Dispatcher:
         spec = command.spec
         access.check_channel(origin.channel)
         access.check_member(origin.member)
+        command = resolve_names(command, services.config)
         if not spec.open_to_all:
             access.check_permission(origin.member, spec.permission, command.env)
+        if command.yes and not access.is_approver(origin.member):
+            roles = ", ".join(services.config.approvals.approvers)
+            mine = ", ".join(access.roles_of(origin.member)) or "none"
+            raise Refused(
+                f"--yes skips the confirmation only for approvers (role {roles}); "
+                f"{origin.member} has {mine}",
+                hint="run it again without --yes and confirm it with `approve ID`",
+            )
         ctx = Context(
             command=command,
             origin=origin,
@@ -186,7 +199,7 @@ class Dispatcher:
         env_name = command.env
         protected = env_name is not None and services.config.environment(env_name).protected
         needs_approval = protected and approved_by is None
-        skip_confirmation = command.yes and services.access.is_approver(ctx.member)
+        skip_confirmation = command.yes  # only approvers get this far with --yes
         needs_confirmation = (
             plan.destructive
             and approved_by is None
@@ -481,3 +494,26 @@ def _target(command: ParsedCommand | None) -> str | None:
     name = command.optional_word("service") or command.optional_word("target")
     env = command.env
     return f"{name}/{env}" if name and env else None
+
+
+def resolve_names(command: ParsedCommand, config: Config) -> ParsedCommand:
+    """The command with its environment, service and database names as the config spells
+    them (`Staging`, `prod` -> `staging`, `production`); an unknown name is a usage error
+    that lists the known ones. Locks, permissions and records then see one name."""
+    args = dict(command.args)
+    env = args.get("env")
+    if not isinstance(env, str):
+        return command
+    env = args["env"] = config.environment_name(env)
+    if isinstance(service := args.get("service"), str):
+        args["service"] = config.service_name(service, env)
+    if isinstance(database := args.get("database"), str):
+        args["database"] = config.database_name(database, env)
+    if isinstance(target := args.get("target"), str):
+        environment = config.environments[env]
+        names = [*environment.services, *environment.databases]
+        found = next((n for n in names if n.casefold() == target.casefold()), None)
+        if found is None:
+            raise unknown_name("service or database", target, names, where=env)
+        args["target"] = found
+    return dataclasses.replace(command, args=args)

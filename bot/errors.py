@@ -5,7 +5,8 @@ Everything else is an internal error, answered with a reference to the logs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import difflib
+from collections.abc import Callable, Iterable
 
 from bot.model import Outcome
 
@@ -32,6 +33,30 @@ class UsageError(KajitoriError):
     def __init__(self, message: str, *, usage: str | None = None, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.usage = usage
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
+    """The candidate closest to `word` (case aside), if one is close enough to be a typo."""
+    by_folded = {c.casefold(): c for c in candidates}
+    close = difflib.get_close_matches(word.casefold(), list(by_folded), n=1, cutoff=0.6)
+    return by_folded[close[0]] if close else None
+
+
+def unknown_name(
+    kind: str, name: str, known: Iterable[str], *, where: str = "", also: Iterable[str] = ()
+) -> UsageError:
+    """The one way to say a name is not known: a suggestion if one is close, every known value.
+
+    `known` may carry notes (`production (aliases: prod)`): a suggestion is made from the
+    names before the first space, and from `also` (aliases)."""
+    listed = list(known)
+    names = [k.split(" ", 1)[0] for k in listed]
+    close = did_you_mean(name, [*names, *also])
+    place = f" in {where}" if where else ""
+    message = f"unknown {kind} {name!r}{place}"
+    if close is not None:
+        message += f": did you mean `{close}`?"
+    return UsageError(message, hint=f"known{place}: {', '.join(listed) or 'none'}")
 
 
 class Refused(KajitoriError):

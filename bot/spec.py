@@ -15,7 +15,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
-from bot.errors import UsageError
+from bot.errors import UsageError, did_you_mean
 from bot.grammar import FLAGS, CountChange, Token, parse_count, parse_duration, tokenize
 from bot.jobs.locks import DeployLocks
 from bot.jobs.manager import JobManager
@@ -54,6 +54,11 @@ class CommandSpec:
     open_to_all: bool = False
     examples: tuple[str, ...] = ()
     details: str = ""
+    # What this command's own flags do (the common ones are described in `FLAG_HELP`).
+    flag_help: tuple[tuple[str, str], ...] = ()
+
+    def describe_flag(self, flag: str) -> str:
+        return dict(self.flag_help).get(flag) or FLAG_HELP.get(flag, "")
 
     @property
     def words(self) -> tuple[str, ...]:
@@ -99,6 +104,12 @@ class ParsedCommand:
         return value if isinstance(value, timedelta) else None
 
 
+FLAG_HELP = {
+    "--dry-run": "show the plan and its checks, change nothing",
+    "--yes": "skip the confirmation of a destructive change (approvers only)",
+}
+
+
 @dataclass
 class Registry:
     specs: list[CommandSpec] = field(default_factory=list)
@@ -112,11 +123,21 @@ class Registry:
     # By a plan's kind: what `cancel JOB` offers instead of stopping the job where it is
     # (a deploy that changed the service: roll back, or let ECS finish).
     cancellers: dict[str, Canceller] = field(default_factory=dict)
+    # The heading each command is listed under in `help`, by command name.
+    groups: dict[str, str] = field(default_factory=dict)
 
-    def add(self, spec: CommandSpec) -> None:
+    def add(self, spec: CommandSpec, group: str = "other") -> None:
         if any(s.name == spec.name for s in self.specs):
             raise ValueError(f"command {spec.name!r} declared twice")
         self.specs.append(spec)
+        self.groups[spec.name] = group
+
+    def grouped(self) -> dict[str, list[CommandSpec]]:
+        """The commands under their headings, in the order they were added."""
+        sections: dict[str, list[CommandSpec]] = {}
+        for spec in self.specs:
+            sections.setdefault(self.groups.get(spec.name, "other"), []).append(spec)
+        return sections
 
     def find(self, words: list[str]) -> CommandSpec | None:
         """The spec whose name is the longest prefix of `words`."""
@@ -134,23 +155,60 @@ class Registry:
 
     def parse(self, text: str) -> ParsedCommand:
         text = text.strip()
-        tokens = tokenize(text)
+        try:
+            tokens = tokenize(text)
+        except UsageError as error:
+            # Unclosed quote: the usage line of the command it was meant for, if one is known.
+            error.usage = self.usage_for(text.split())
+            error.hint = error.hint or "close the quote, or leave the quotes out"
+            raise
         if not tokens:
             raise UsageError("empty command", hint="type `help` to see what I can do")
         words = [t.value for t in tokens if not t.quoted]
         spec = self.find(words)
         if spec is None:
-            group = self.group(tokens[0].value)
-            if group:
-                usages = "\n".join(s.usage for s in group)
-                raise UsageError(f"what should `{tokens[0].value}` do?", usage=usages)
-            raise UsageError(
-                f"unknown command {tokens[0].value!r}", hint="type `help` to see the commands"
-            )
+            raise self.unknown_command(words or [tokens[0].value])
         return _bind(spec, text, tokens[len(spec.words) :])
 
+    def usage_for(self, words: list[str]) -> str | None:
+        """The usage line(s) of the command (or group) `words` start with."""
+        spec = self.find(words)
+        if spec is not None:
+            return spec.usage
+        group = self.group(words[0]) if words else []
+        return "\n".join(s.usage for s in group) or None
 
-_IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]*")
+    def unknown_command(self, words: list[str]) -> UsageError:
+        """`deplyo`, `scale otu`: what was meant, if it is close to a command, and its usage."""
+        first = words[0]
+        group = self.group(first)
+        if group:
+            second = words[1] if len(words) > 1 else ""
+            close = did_you_mean(second, [s.words[1] for s in group if len(s.words) > 1])
+            if second and close is not None:
+                meant = self.find([first, close])
+                assert meant is not None
+                return UsageError(
+                    f"unknown command `{first} {second}`: did you mean `{meant.name}`?",
+                    usage=meant.usage,
+                )
+            return UsageError(f"what should `{first}` do?", usage="\n".join(s.usage for s in group))
+        commands = list(dict.fromkeys(s.words[0] for s in self.specs))
+        close = did_you_mean(first, commands)
+        if close is None:
+            return UsageError(
+                f"unknown command {first!r}",
+                hint=f"known: {', '.join(commands)}; type `help` to see the commands",
+            )
+        return UsageError(
+            f"unknown command {first!r}: did you mean `{close}`?",
+            usage="\n".join(s.usage for s in self.group(close)),
+            hint="type `help` to see the commands",
+        )
+
+
+# Letters and digits of any script (an environment alias may be `本番`), and . _ : / @ + -.
+_IDENTIFIER = re.compile(r"[^\W_][\w.:/@+-]*")
 
 
 def _bind(spec: CommandSpec, text: str, tokens: list[Token]) -> ParsedCommand:
@@ -215,7 +273,7 @@ def _convert(arg: Arg, token: Token, fail: Callable[[str], UsageError]) -> objec
     except UsageError as error:
         raise fail(error.message) from None
     if not _IDENTIFIER.fullmatch(token.value):
-        raise fail(f"bad {arg.name.upper()} {token.value!r}")
+        raise fail(f"bad {arg.name.upper()} {token.value!r}: use letters, digits and . _ : / @ + -")
     return token.value
 
 

@@ -174,9 +174,13 @@ class DemoSeed:
         digest = hashlib.sha256(f"kajitori-demo-{env}".encode()).digest()
         return base64.b32encode(digest).decode().rstrip("=").lower()[:24]
 
+    def db_admin(self, env: str) -> str:
+        """One name per environment, so that one local MariaDB can stand in for both."""
+        return f"{self.db_username}_{env}"
+
     def db_secret(self, env: str) -> dict[str, Any]:
         return {
-            "username": self.db_username,
+            "username": self.db_admin(env),
             "password": self.db_password(env),
             "host": self.db_secret_host,
             "port": self.db_port,
@@ -561,7 +565,7 @@ def _seed_database(clients: Any, seed: DemoSeed, env: str, network: _Network) ->
         Engine=seed.db_engine,
         EngineVersion=seed.db_engine_version,
         DatabaseName=seed.db_name,
-        MasterUsername=seed.db_username,
+        MasterUsername=seed.db_admin(env),
         MasterUserPassword=seed.db_password(env),
         DBSubnetGroupName="kajitori-demo",
         VpcSecurityGroupIds=[network.security_group_id],

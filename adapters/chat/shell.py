@@ -17,6 +17,15 @@ _MARKS = {
 }
 
 
+def member_named(text: str) -> str | None:
+    """`as bob` or `as local:bob`: the member id the shell switches to; None for other text."""
+    word, _, rest = text.strip().partition(" ")
+    if word.lower() != "as":
+        return None
+    name = rest.strip()
+    return name if ":" in name or not name else f"local:{name}"
+
+
 def render(message: Message) -> str:
     return _MARKS[message.tone] + message.plain()
 

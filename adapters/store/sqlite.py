@@ -3,6 +3,11 @@ like DynamoDB items, and every guarded write is a single conditional statement."
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,6 +26,38 @@ from bot.model import (
 )
 
 M = TypeVar("M", bound=BaseModel)
+R = TypeVar("R")
+
+# How long `close` waits for the operations under way.
+CLOSE_GRACE = 10.0
+
+
+class StoreClosed(RuntimeError):
+    """An operation asked of the store after it began to close."""
+
+
+def _gated(cls: type[SqliteStore]) -> type[SqliteStore]:
+    """Every public operation counts itself in and out of the store's gate: `close` lets the
+    ones under way finish, and refuses later ones with `StoreClosed`. aiosqlite would run an
+    operation queued while it closes on the closed database ("Cannot operate on a closed
+    database"), in whatever task asked, possibly one nobody awaits any more."""
+    for name, method in list(vars(cls).items()):
+        if name.startswith("_") or name == "close" or not inspect.iscoroutinefunction(method):
+            continue
+        setattr(cls, name, _through_gate(method))
+    return cls
+
+
+def _through_gate(
+    method: Callable[..., Awaitable[R]],
+) -> Callable[..., Awaitable[R]]:
+    @functools.wraps(method)
+    async def gated(self: SqliteStore, *args: Any, **kwargs: Any) -> R:
+        async with self._gate():
+            return await method(self, *args, **kwargs)
+
+    return gated
+
 
 # A datetime as pydantic writes it into a JSON document.
 _JSON_DATETIME = TypeAdapter(datetime)
@@ -51,9 +88,27 @@ def _load(model: type[M], doc: str) -> M:
     return model.model_validate_json(doc)
 
 
+@_gated
 class SqliteStore:
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
+        self._under_way = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._closing = False
+
+    @contextlib.asynccontextmanager
+    async def _gate(self) -> AsyncIterator[None]:
+        if self._closing:
+            raise StoreClosed("the store is closed: kajitori is shutting down")
+        self._under_way += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._under_way -= 1
+            if self._under_way == 0:
+                self._idle.set()
 
     @classmethod
     async def open(cls, path: str) -> SqliteStore:
@@ -69,6 +124,12 @@ class SqliteStore:
         await self._db.execute("SELECT 1")
 
     async def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CLOSE_GRACE):
+                await self._idle.wait()
         await self._db.close()
 
     async def _one(self, sql: str, params: tuple[Any, ...]) -> Any:

@@ -4,4 +4,6 @@ from commands.admin import approval, cancel, help, locking, records
 
 SPECS = [*help.SPECS, *approval.SPECS, *cancel.SPECS, *locking.SPECS, *records.SPECS]
 
-__all__ = ["SPECS"]
+TITLE = "guardrails and records"
+
+__all__ = ["SPECS", "TITLE"]

@@ -6,4 +6,6 @@ SPECS = [*scale.SPECS, *limits.SPECS, *status.SPECS]
 RUNNERS = scale.RUNNERS
 PRECHECKS = scale.PRECHECKS
 
-__all__ = ["PRECHECKS", "RUNNERS", "SPECS"]
+TITLE = "capacity"
+
+__all__ = ["PRECHECKS", "RUNNERS", "SPECS", "TITLE"]

@@ -887,7 +887,7 @@ PRECHECKS: dict[str, Precheck] = {
 SPECS = [
     CommandSpec(
         name="scale out",
-        usage="scale out SERVICE ENV COUNT|+N|-N [--dry-run]",
+        usage="scale out SERVICE ENV COUNT|+N|-N [--dry-run] [--yes]",
         summary="change how many tasks or instances a service runs (checks quotas first)",
         handler=scale_out,
         permission="scale",
@@ -910,12 +910,13 @@ SPECS = [
     ),
     CommandSpec(
         name="scale up",
-        usage="scale up TARGET ENV SIZE [--now] [--dry-run]",
+        usage="scale up TARGET ENV SIZE [--now] [--dry-run] [--yes]",
         summary="bigger instances for a fleet (rolling) or a database (instance class)",
         handler=scale_up,
         permission="scale",
         args=(Arg("target"), Arg("env"), Arg("size")),
         flags=frozenset({"--dry-run", "--yes", NOW_FLAG}),
+        flag_help=((NOW_FLAG, "a database: apply now, not in the maintenance window"),),
         examples=("scale up web staging t3.large", "scale up main production db.r6g.xlarge --now"),
         details=(
             "EC2 fleet: one instance at a time (deregister, drain, stop, change the type, "

@@ -4,4 +4,6 @@ from commands.database import sessions, sql
 
 SPECS = [*sessions.SPECS, *sql.SPECS]
 
-__all__ = ["SPECS"]
+TITLE = "database"
+
+__all__ = ["SPECS", "TITLE"]

@@ -32,4 +32,6 @@ RESUMERS: dict[str, JobBody] = {
 }
 CANCELLERS = cancel.CANCELLERS
 
-__all__ = ["CANCELLERS", "PRECHECKS", "RESUMERS", "RUNNERS", "SPECS"]
+TITLE = "deploy"
+
+__all__ = ["CANCELLERS", "PRECHECKS", "RESUMERS", "RUNNERS", "SPECS", "TITLE"]

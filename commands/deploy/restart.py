@@ -164,7 +164,7 @@ PRECHECKS = {ECS_KIND: precheck_ecs_restart}
 SPECS = [
     CommandSpec(
         name="restart",
-        usage="restart SERVICE ENV [--dry-run]",
+        usage="restart SERVICE ENV [--dry-run] [--yes]",
         summary="restart a service with the version it runs (ECS, fleets, Auto Scaling groups)",
         handler=restart,
         permission="restart",

@@ -803,7 +803,7 @@ SPECS = [
     ),
     CommandSpec(
         name="rollback",
-        usage="rollback SERVICE ENV [VERSION] [--dry-run]",
+        usage="rollback SERVICE ENV [VERSION] [--dry-run] [--yes]",
         summary="go back to the previous successful version (or VERSION)",
         handler=rollback,
         permission="rollback",

@@ -4,5 +4,6 @@
 from commands.events import upcoming
 
 SPECS = [*upcoming.SPECS]
+TITLE = "events"
 
-__all__ = ["SPECS"]
+__all__ = ["SPECS", "TITLE"]

@@ -217,5 +217,6 @@ async def test_database_now_applies_a_change_already_pending(bot: Bot) -> None:
 
 async def test_scale_up_of_an_unknown_target_names_the_known_ones(bot: Bot) -> None:
     result = await say(bot, "scale up nothing staging t3.large")
-    assert result.outcome is Outcome.REFUSED
-    assert "known: api, web, worker, main" in result.text
+    assert result.outcome is Outcome.USAGE
+    assert "unknown service or database 'nothing' in staging" in result.text
+    assert "known in staging: api, web, worker, main" in result.text

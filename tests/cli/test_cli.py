@@ -55,6 +55,20 @@ def test_run_usage_error_exits_2_with_the_usage_line(tmp_path: Path) -> None:
     assert "usage: lock SERVICE ENV [REASON...]" in done.stdout
 
 
+def test_run_unknown_environment_exits_2_with_a_suggestion_and_the_known_ones(
+    tmp_path: Path,
+) -> None:
+    done = kajitori(
+        "run", "--config", config_file(tmp_path), "--as", "local:alice", "status api Stagin"
+    )
+    assert done.returncode == 2
+    assert "unknown environment 'Stagin': did you mean `staging`?" in done.stdout
+    assert "production (aliases: prod, 本番)" in done.stdout and "staging" in done.stdout
+    assert "usage: status SERVICE ENV" in done.stdout
+    done = kajitori("run", "--config", config_file(tmp_path), "--as", "local:alice", "deplyo api")
+    assert done.returncode == 2 and "did you mean `deploy`?" in done.stdout
+
+
 def test_run_uses_kajitori_config_and_local_user(tmp_path: Path) -> None:
     done = kajitori("run", "help", env={"KAJITORI_CONFIG": config_file(tmp_path), "USER": "alice"})
     assert done.returncode == 0

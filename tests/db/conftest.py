@@ -32,7 +32,7 @@ def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDbServer]
         server.start()
         server.setup(
             {
-                SEED.db_username: SEED.db_password("staging"),
+                SEED.db_admin("staging"): SEED.db_password("staging"),
                 PRODUCTION_ADMIN["username"]: PRODUCTION_ADMIN["password"],
             }
         )

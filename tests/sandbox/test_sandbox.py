@@ -170,7 +170,7 @@ def test_seed_has_web_fleet_workers_databases_and_dns(sandbox: Sandbox, aws: Aws
         assert writers == {f"main-{env}-1": True, f"main-{env}-2": False}
         secret = aws("secretsmanager").get_secret_value(SecretId=demo_database_secret_id(env))
         assert json.loads(secret["SecretString"]) == {
-            "username": "admin",
+            "username": f"admin_{env}",
             "password": SEED.db_password(env),
             "host": "127.0.0.1",
             "port": 3306,

@@ -90,10 +90,13 @@ class FakeSlack:
     def __init__(self, limits: SlackLimits | None = None) -> None:
         self.api = RecordingApi()
         self.posted: list[Posted] = []
+        # Channels the bot is not a member of: chat.postMessage answers `not_in_channel`.
+        self.not_member_of: set[str] = set()
         self._ts = itertools.count(1)
         self.limits = limits
         self._buckets: dict[str, _Bucket] = {}
         self.rate_limited: list[tuple[float, str]] = []  # (when, method or channel)
+        self._files = itertools.count(1)
         self.api.responders.update(
             {
                 "/api/auth.test": lambda _r: {
@@ -111,6 +114,17 @@ class FakeSlack:
                     "ok": True,
                     "channel": _args(r).get("channel"),
                     "ts": _args(r).get("ts"),
+                },
+                # A DM's channel id with the user: D + the user id, as stable as Slack's.
+                "/api/conversations.open": lambda r: {
+                    "ok": True,
+                    "channel": {"id": f"D{_args(r).get('users')}"},
+                },
+                # files.upload v2: an upload URL (here), the upload, then completion.
+                "/api/files.getUploadURLExternal": self._upload_url,
+                "/api/files.completeUploadExternal": lambda r: {
+                    "ok": True,
+                    "files": _blocks(_args(r).get("files")),
                 },
             }
         )
@@ -167,8 +181,18 @@ class FakeSlack:
     def _next_ts(self) -> str:
         return f"{1_700_000_000 + next(self._ts)}.000100"
 
+    def _upload_url(self, _request: Recorded) -> dict[str, Any]:
+        file_id = f"F{next(self._files)}"
+        return {"ok": True, "upload_url": f"{self.api.url}/upload/{file_id}", "file_id": file_id}
+
+    def uploads(self) -> list[bytes]:
+        """The content of every file uploaded (files.upload v2's second step)."""
+        return [r.body for r in self.api.requests if r.path.startswith("/upload/")]
+
     def _post_message(self, request: Recorded) -> dict[str, Any]:
         args = _args(request)
+        if args.get("channel") in self.not_member_of:
+            return {"ok": False, "error": "not_in_channel"}
         ts = self._next_ts()
         self.posted.append(
             Posted(

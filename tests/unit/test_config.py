@@ -140,3 +140,56 @@ def test_a_fleet_deploy_with_run_shell_script_needs_its_command() -> None:
         "environments.staging.services.web.deploy.fleet: `command` is needed with "
         "AWS-RunShellScript, like /opt/app/deploy.sh {version}"
     ]
+
+
+def test_environment_aliases_resolve_in_any_case() -> None:
+    config = load_config(DEMO_CONFIG)
+    assert config.environment_name("PROD") == "production"
+    assert config.environment_name("本番") == "production"
+    assert config.environment_name("Staging") == "staging"
+    assert config.service_name("API", "prod") == "api"
+
+
+@pytest.mark.parametrize(
+    ("aliases", "error"),
+    [
+        (
+            {"staging": ["production"]},
+            "environments.staging.aliases.0: 'production' is already environment 'production'",
+        ),
+        (
+            {"staging": ["live"], "production": ["Live"]},
+            "environments.production.aliases.0: 'Live' is already an alias of 'staging'",
+        ),
+        (
+            {"production": ["prod", "PROD"]},
+            "environments.production.aliases.1: 'PROD' is already an alias of 'production'",
+        ),
+        (
+            {"production": ["pro duction"]},
+            "environments.production.aliases.0: 'pro duction' is not one word"
+            " (no spaces, no leading -)",
+        ),
+    ],
+)
+def test_an_alias_may_not_clash_with_an_environment_or_another_alias(
+    aliases: dict[str, list[str]], error: str
+) -> None:
+    data = demo_data()
+    for env, names in aliases.items():
+        data["environments"][env]["aliases"] = names
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data)
+    assert caught.value.errors == [error]
+
+
+def test_names_that_differ_only_in_case_are_refused() -> None:
+    data = demo_data()
+    data["environments"]["Staging"] = data["environments"]["staging"]
+    data["environments"]["staging"]["services"]["API"] = {"asg": {"name": "x"}}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data)
+    assert "environments.Staging: differs from 'staging' only in case" in caught.value.errors
+    assert (
+        "environments.staging.services.API: differs from 'api' only in case" in caught.value.errors
+    )

@@ -200,6 +200,10 @@ async def test_denied_request_never_runs(core: Bot) -> None:
 
 async def test_destructive_needs_confirmation_unless_yes_from_an_approver(core: Bot) -> None:
     outcome, text, _ = await run(core, "local:carol", "touch api staging destructive --yes")
+    assert outcome is Outcome.REFUSED and done == []
+    assert "--yes skips the confirmation only for approvers (role sre)" in text
+    assert "local:carol has developer" in text and "without --yes" in text
+    outcome, text, _ = await run(core, "local:carol", "touch api staging destructive")
     assert outcome is Outcome.PENDING and "is destructive: confirm with `approve R1`" in text
     outcome, _, _ = await run(core, "local:carol", "approve 1")
     assert outcome is Outcome.STARTED and done == ["api/staging"]

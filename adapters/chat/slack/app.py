@@ -151,6 +151,11 @@ def mount(
                 # Raised past bolt's own error handler, which reads the body again.
                 _log_unreadable(error)
                 return web.json_response(UNREADABLE, status=400)
+            if response.status == 404:
+                # Signed by Slack (bolt answers 401 otherwise) but for no listener: a shortcut,
+                # a view or an action of another app's making. Slack wants 2xx for every
+                # authentic request, or it retries and may turn deliveries off.
+                return web.Response(status=200)
             return await to_aiohttp_response(response)
 
     app.router.add_post(EVENTS_PATH, events)

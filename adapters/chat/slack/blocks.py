@@ -2,16 +2,22 @@
 
 Fields become section fields, narrow tables a monospace block, wide tables (history, jobs) a
 list with one line per row, and a pending request its approve/deny buttons. Slack's limits
-(3,000 characters a section, 10 fields a section, 50 blocks a message) are respected here so
-that no answer is ever rejected for its size.
+(3,000 characters a section, 10 fields a section, 50 blocks a message, and about 13,000
+characters of blocks in all) are respected here so that no answer is ever rejected for its
+size: a long answer becomes several messages, and a table too long for one message is cut,
+its whole content attached as a CSV file.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
-from bot.messages import Button, Message, Table, Tone, render_table
+from bot.messages import Attachment, Button, Message, Table, Tone, render_table
 
 Block = dict[str, Any]
 
@@ -39,6 +45,9 @@ FIELD_LIMIT = 2000
 FIELDS_PER_SECTION = 10
 MAX_BLOCKS = 50
 FALLBACK_LIMIT = 3000
+# Slack refuses a message whose blocks hold much more than 13,000 characters (`msg_too_long`,
+# `invalid_blocks`), well under its documented 50 blocks of 3,000: stay below, JSON counted.
+MESSAGE_CHARS = 12_000
 # A table wider than this reads better as a list than as a monospace grid in a chat column.
 MONOSPACE_MAX_COLUMNS = 4
 
@@ -82,6 +91,88 @@ def message_blocks(message: Message) -> list[Block]:
     if len(blocks) > room:
         blocks = [*blocks[: room - 1], context("… (cut to fit one message)")]
     return blocks + actions
+
+
+def message_parts(message: Message) -> list[list[Block]]:
+    """The message as one or more messages' blocks, each within Slack's limits, in order;
+    the request's buttons go with the last part."""
+    blocks = list(_text_sections(TONE_MARKS[message.tone] + escape(message.text)))
+    if message.fields:
+        blocks.extend(_field_sections(message.fields))
+    if message.table is not None:
+        blocks.extend(table_blocks(message.table))
+    if message.attachment is not None:
+        blocks.append(context(f"attached: {escape(message.attachment.filename)}"))
+    parts = split_blocks(blocks)
+    if message.buttons:
+        actions = request_actions(message.buttons)
+        if not fits([*parts[-1], actions]):
+            parts.append([])
+        parts[-1].append(actions)
+    return parts
+
+
+def block_size(block: Block) -> int:
+    return len(json.dumps(block, ensure_ascii=False))
+
+
+def fits(blocks: list[Block]) -> bool:
+    return len(blocks) <= MAX_BLOCKS and sum(block_size(b) for b in blocks) <= MESSAGE_CHARS
+
+
+def split_blocks(blocks: list[Block]) -> list[list[Block]]:
+    """Consecutive blocks grouped into messages Slack accepts (each block is within its own
+    limits already)."""
+    parts: list[list[Block]] = [[]]
+    size = 0
+    for block in blocks:
+        n = block_size(block)
+        if parts[-1] and (len(parts[-1]) >= MAX_BLOCKS or size + n > MESSAGE_CHARS):
+            parts.append([])
+            size = 0
+        parts[-1].append(block)
+        size += n
+    return parts
+
+
+def table_as_file(message: Message) -> Message:
+    """A message whose table does not fit in one message: as many rows as fit, with a note,
+    and the whole table attached as CSV (or the message's own attachment, which has it all)."""
+    table = message.table
+    if table is None or len(message_parts(message)) == 1:
+        return message
+    attachment = message.attachment or Attachment(
+        filename=_file_name(message.text), content=table_csv(table)
+    )
+
+    def cut(rows: int) -> Message:
+        note = f"{rows} of {len(table.rows)} rows shown; all of them are in {attachment.filename}"
+        notes = "\n".join(n for n in (table.note, note) if n)
+        shown = table.model_copy(update={"rows": table.rows[:rows], "note": notes})
+        return message.model_copy(update={"table": shown, "attachment": attachment})
+
+    low, high = 0, len(table.rows)
+    while low < high:  # the most rows that still fit in one message
+        middle = (low + high + 1) // 2
+        if len(message_parts(cut(middle))) == 1:
+            low = middle
+        else:
+            high = middle - 1
+    return cut(low)
+
+
+def table_csv(table: Table) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(table.columns)
+    writer.writerows(table.rows)
+    return out.getvalue()
+
+
+def _file_name(text: str) -> str:
+    first = (text.splitlines() or ["table"])[0]
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", first).strip("-").lower()[:60]
+    return f"{slug or 'table'}.csv"
 
 
 def context(text: str, block_id: str | None = None) -> Block:

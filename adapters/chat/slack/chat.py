@@ -3,7 +3,10 @@
 A job's progress lives in one thread under its head message, whose status line follows
 the job; private answers are ephemeral (through the command's response_url when there is
 one), falling back to a direct message; a request's buttons are replaced by who decided.
-Every post and edit goes through the pacing of `pacing.py`, within Slack's rate limits.
+Every post and edit goes through the pacing of `pacing.py`, within Slack's rate limits. An
+answer for a channel the bot is not a member of (a private channel, a DM between others)
+goes through the command's response_url, else to the member as a direct message. An answer
+too big for one Slack message becomes several, a long table a file.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ from adapters.chat.slack.blocks import (
     escape,
     fallback_text,
     message_blocks,
+    message_parts,
+    split_blocks,
+    table_as_file,
     with_status,
     without_request_actions,
 )
@@ -52,6 +58,12 @@ PREVIEW_LIMIT = 2800
 REMEMBERED_REQUESTS = 500
 # response_url is good for 30 minutes; a head's thread outlives it and must not carry it.
 _TRANSIENT_EXTRA = {RESPONSE_URL}
+# chat.postMessage's errors for a channel the bot cannot post in.
+NOT_IN_CHANNEL = frozenset({"not_in_channel", "channel_not_found"})
+
+
+def _not_in_channel(error: SlackApiError) -> bool:
+    return error.response.get("error") in NOT_IN_CHANNEL
 
 
 @dataclass(frozen=True)
@@ -111,7 +123,13 @@ class SlackChat:
         if _plain_progress(message) and origin.thread is not None:
             await self._progress(origin.channel, origin.thread, message)
         elif not await self._answer_command(origin, message):
-            await self.post(origin.channel, message, thread=origin.thread)
+            try:
+                await self.post(origin.channel, message, thread=origin.thread)
+            except SlackApiError as error:
+                if not _not_in_channel(error):
+                    raise
+                await self._elsewhere(origin, message)
+                return
         head = origin.extra.get(HEAD_TS)
         if head is None:
             return
@@ -125,10 +143,22 @@ class SlackChat:
             await self._status.final(channel, head, head_message, status_line(message))
 
     async def start_thread(self, origin: Origin, message: Message) -> Origin:
-        posted = await self.post(origin.channel, message, thread=origin.thread, status=RUNNING_LINE)
+        channel, thread = origin.channel, origin.thread
+        try:
+            posted = await self.post(channel, message, thread=thread, status=RUNNING_LINE)
+        except SlackApiError as error:
+            if not _not_in_channel(error):
+                raise
+            # A job's thread needs a message of the bot's own: in a direct message, then.
+            dm = await self._direct_message(origin, message, status=RUNNING_LINE)
+            if dm is None:
+                return origin
+            posted, channel, thread = dm, f"{ADAPTER}:{dm.channel}", None
         extra = {k: v for k, v in origin.extra.items() if k not in _TRANSIENT_EXTRA}
         extra |= {HEAD_TS: posted.ts, HEAD_TEXT: message.text, HEAD_TONE: message.tone.value}
-        return origin.model_copy(update={"thread": origin.thread or posted.ts, "extra": extra})
+        return origin.model_copy(
+            update={"channel": channel, "thread": thread or posted.ts, "extra": extra}
+        )
 
     async def announce(self, channel: str, message: Message) -> Origin:
         posted = await self.post(channel, message)
@@ -162,36 +192,47 @@ class SlackChat:
         thread: str | None = None,
         status: str | None = None,
     ) -> PostedMessage:
-        blocks = message_blocks(message)
+        """Post `message`, in several messages when Slack would refuse it as one (the first is
+        returned: the one a status line or an edit goes to)."""
+        message = table_as_file(message)
+        parts = message_parts(message)
         if status is not None:
-            blocks = with_status(blocks, status)
-        text = fallback_text(message)
-
-        async def send() -> Any:
-            return await self._client.chat_postMessage(
-                channel=slack_id(channel),
-                text=text,
-                blocks=blocks,
-                thread_ts=thread,
-                unfurl_links=False,
-                unfurl_media=False,
-            )
-
+            parts[0] = with_status(parts[0], status)
         # Progress waits; what a person waits for (answers, requests, endings) goes first.
         priority = Priority.ROUTINE if message.tone is Tone.PROGRESS else Priority.PERSON
-        response = await self.pacer.post(slack_id(channel), send, priority=priority, thread=thread)
-        posted = PostedMessage(
-            channel=str(response.get("channel") or slack_id(channel)),
-            ts=str(response["ts"]),
-            text=text,
-            blocks=blocks,
-        )
+        posted: list[PostedMessage] = []
+        for n, blocks in enumerate(parts):
+            text = fallback_text(message) if n == 0 else f"(continued, {n + 1}/{len(parts)})"
+
+            async def send(text: str = text, blocks: list[Block] = blocks) -> Any:
+                return await self._client.chat_postMessage(
+                    channel=slack_id(channel),
+                    text=text,
+                    blocks=blocks,
+                    thread_ts=thread,
+                    unfurl_links=False,
+                    unfurl_media=False,
+                )
+
+            response = await self.pacer.post(
+                slack_id(channel), send, priority=priority, thread=thread
+            )
+            posted.append(
+                PostedMessage(
+                    channel=str(response.get("channel") or slack_id(channel)),
+                    ts=str(response["ts"]),
+                    text=text,
+                    blocks=blocks,
+                )
+            )
+        first = posted[0]
         requests = [b for b in message.buttons if not b.runs_command]
         if requests:
-            self._remember_request(requests[0].request_id, posted)
+            # The buttons are on the last part: that is the message a decision edits.
+            self._remember_request(requests[0].request_id, posted[-1])
         if message.attachment is not None:
-            await self._upload(posted, message, thread or posted.ts)
-        return posted
+            await self._upload(first, message, thread or first.ts)
+        return first
 
     async def close_request(
         self, request_id: str, line: str, where: PostedMessage | None = None
@@ -231,13 +272,23 @@ class SlackChat:
         url = origin.extra.get(RESPONSE_URL)
         if url is None or message.buttons or message.attachment is not None:
             return False
-        payload = {
-            "response_type": "in_channel",
-            "replace_original": False,
-            "text": fallback_text(message),
-            "blocks": message_blocks(message),
-        }
-        return await self.respond(url, payload)
+        message = table_as_file(message)
+        if message.attachment is not None:
+            return False  # a long table goes as a file, which only a post can carry
+        for n, blocks in enumerate(message_parts(message)):
+            text = fallback_text(message) if n == 0 else f"(continued, {n + 1})"
+            payload = {
+                "response_type": "in_channel",
+                "replace_original": False,
+                "text": text,
+                "blocks": blocks,
+            }
+            if not await self.respond(url, payload):
+                if n == 0:
+                    return False  # nothing went: a post instead
+                log.warning("part %s of an answer could not go through its response_url", n + 1)
+                break
+        return True
 
     def _remember_request(self, request_id: str, posted: PostedMessage) -> None:
         self._requests[request_id] = posted
@@ -251,7 +302,7 @@ class SlackChat:
             log.warning("a private message for %s cannot go through Slack", origin.member)
             return
         text = fallback_text(message)
-        blocks = message_blocks(message)
+        blocks = [block for part in message_parts(message) for block in part]
         if message.attachment is not None:
             # Ephemeral messages carry no files: the content goes inline.
             content = escape(message.attachment.content)
@@ -260,6 +311,13 @@ class SlackChat:
             blocks.append(
                 {"type": "section", "text": {"type": "mrkdwn", "text": f"```{content}```"}}
             )
+        # Too big for one message: several, in order, each the way the first one went.
+        for part in split_blocks(blocks):
+            await self._private_part(origin, user, text, part)
+
+    async def _private_part(
+        self, origin: Origin, user: str, text: str, blocks: list[Block]
+    ) -> None:
         url = origin.extra.get(RESPONSE_URL)
         if url and await self.respond(
             url,
@@ -296,8 +354,47 @@ class SlackChat:
                 channel=channel,
                 ts=ts,
                 text=fallback_text(head),
-                blocks=with_status(message_blocks(head), line()),
+                blocks=with_status(message_parts(table_as_file(head))[0], line()),
             )
+        )
+
+    async def _elsewhere(self, origin: Origin, message: Message) -> None:
+        """An answer for a channel the bot is not in: through the command's response_url
+        (for everyone there, as if posted), else as a direct message to the member."""
+        url = origin.extra.get(RESPONSE_URL)
+        if url:
+            parts = message_parts(table_as_file(message))
+            sent = 0
+            for blocks in parts:
+                payload = {
+                    "response_type": "in_channel",
+                    "replace_original": False,
+                    "text": fallback_text(message),
+                    "blocks": blocks,
+                }
+                if not await self.respond(url, payload):
+                    break
+                sent += 1
+            if sent == len(parts):
+                return
+        await self._direct_message(origin, message)
+
+    async def _direct_message(
+        self, origin: Origin, message: Message, *, status: str | None = None
+    ) -> PostedMessage | None:
+        user = member_user(origin.member)
+        if user is None:
+            log.warning("an answer for %s reaches nobody: not in %s", origin.member, origin.channel)
+            return None
+        opened = await self._client.conversations_open(users=user)
+        dm = str((opened.get("channel") or {}).get("id") or user)
+        where = slack_id(origin.channel)
+        note = (
+            f"(sent here: I am not a member of channel {where}; `/invite` me there to answer "
+            "in the channel)"
+        )
+        return await self.post(
+            dm, message.model_copy(update={"text": f"{note}\n{message.text}"}), status=status
         )
 
     async def _progress(self, channel: str, thread: str, message: Message) -> None:

@@ -68,6 +68,10 @@ class SlackListeners:
         for action_id in ACTION_VERBS:
             app.action(action_id)(self.on_button)
         app.action(re.compile(rf"^({SUGGEST_ACTION}|{RUN_ACTION}):\d+$"))(self.on_button)
+        # Last: every other event a workspace's subscriptions bring (`message`,
+        # `reaction_added`, ...) is acknowledged and left alone. Unanswered, Slack would
+        # retry it, and turn the app's event delivery off after enough failures.
+        app.event(re.compile(".*"))(self.on_other_event)
 
     async def close(self) -> None:
         tasks, self._tasks = list(self._tasks), set()
@@ -87,6 +91,10 @@ class SlackListeners:
     async def on_mention(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         self._spawn(self._mention(body), "mention")
+
+    async def on_other_event(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        log.debug("Slack event %s acknowledged, not handled", body.get("event", {}).get("type"))
 
     async def on_button(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
