@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import re
 import time
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -26,7 +25,6 @@ from bot.config import AsgDeploy, AsgTarget, AwsScope
 from bot.errors import KajitoriError, OperationFailed, Refused
 from bot.grammar import format_duration
 from bot.jobs.context import JobContext, JobInterrupted
-from bot.jobs.locks import LockKey
 from bot.messages import Message, Tone
 from bot.model import DeployRecord
 from bot.plan import Check, Plan
@@ -34,6 +32,7 @@ from bot.ports.capacity import TEMPLATE_VERSION_PREFIX, InstanceRefresh, Refresh
 from bot.services import Services
 from bot.spec import Context
 from commands.deploy.canary import ABORT, PROMOTE, decision_buttons, decision_key
+from commands.deploy.target import DeployTarget
 
 KIND = "asg_deploy"
 JOB_DEADLINE_MARGIN = timedelta(minutes=1)
@@ -41,23 +40,7 @@ HISTORY_DEPTH = 200
 UNKNOWN = "unknown"
 
 
-@dataclass(frozen=True)
-class AsgService:
-    name: str
-    env: str
-    region: str
-    target: AsgTarget
-    deploy: AsgDeploy | None
-    timeout: timedelta
-
-    @property
-    def lock(self) -> LockKey:
-        return LockKey(self.name, self.env)
-
-    @property
-    def scope(self) -> AwsScope:
-        """Where its AWS calls go: the environment's account and region."""
-        return AwsScope(self.env, self.region)
+AsgService = DeployTarget[AsgTarget, AsgDeploy]
 
 
 def asg_service(services: Services, name: str, env: str) -> AsgService:

@@ -20,7 +20,6 @@ import logging
 import shlex
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -28,7 +27,6 @@ from bot.config import AwsScope, FleetDeploy, FleetTarget
 from bot.errors import KajitoriError, OperationFailed, Refused
 from bot.grammar import format_duration
 from bot.jobs.context import JobContext, JobInterrupted
-from bot.jobs.locks import LockKey
 from bot.messages import Message, Tone
 from bot.model import DeployRecord
 from bot.plan import Check, Plan
@@ -38,6 +36,7 @@ from bot.ports.ssm import Invocation
 from bot.services import Services
 from bot.spec import Context
 from commands.deploy.canary import wait_for_decision
+from commands.deploy.target import DeployTarget
 
 log = logging.getLogger(__name__)
 
@@ -50,23 +49,7 @@ UNKNOWN = "unknown"
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class FleetService:
-    name: str
-    env: str
-    region: str
-    target: FleetTarget
-    deploy: FleetDeploy | None
-    timeout: timedelta
-
-    @property
-    def lock(self) -> LockKey:
-        return LockKey(self.name, self.env)
-
-    @property
-    def scope(self) -> AwsScope:
-        """Where its AWS calls go: the environment's account and region."""
-        return AwsScope(self.env, self.region)
+FleetService = DeployTarget[FleetTarget, FleetDeploy]
 
 
 def fleet_service(services: Services, name: str, env: str) -> FleetService:

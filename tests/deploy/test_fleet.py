@@ -85,8 +85,8 @@ async def test_fleet_deploy_runs_a_canary_waits_for_promote_then_deploys_the_sec
         assert len(await commands_sent(bot)) == 1
         waiting = next(p.message for p in chat.posted if "waits for a person" in p.text)
         assert [(b.action, b.request_id) for b in waiting.buttons] == [
-            ("promote", str(job_id)),
-            ("abort", str(job_id)),
+            ("promote", f"J{job_id}"),
+            ("abort", f"J{job_id}"),
         ]
 
         # dave is neither the requester nor an approver.
