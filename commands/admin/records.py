@@ -151,7 +151,8 @@ def _audit_row(record: AuditRecord) -> tuple[datetime, list[str]]:
 
 async def _deploys_by_job(ctx: Context, jobs: list[JobRecord]) -> dict[int, DeployRecord]:
     keys = sorted(
-        {key for job in jobs if job.kind in ("deploy", "rollback") for key in job.target_keys}
+        # Any job may have left a deploy record (ECS, fleets, Auto Scaling, restarts).
+        {key for job in jobs for key in job.target_keys}
     )
     store = ctx.services.store
     pairs = [key.split("/", 1) for key in keys]
