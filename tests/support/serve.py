@@ -39,7 +39,7 @@ class ServeProcess:
         self.process: asyncio.subprocess.Process | None = None
         self.log_path = folder / f"serve-{self.port}.log"
 
-    async def start(self, timeout: float = 30.0) -> ServeProcess:
+    async def start(self, timeout: float = 60.0) -> ServeProcess:
         config_path = self.folder / f"kajitori-{self.port}.yaml"
         config_path.write_text(yaml.safe_dump(self.config))
         env = {**os.environ, **self.env, "KAJITORI_LOG_LEVEL": "INFO"}
@@ -60,20 +60,25 @@ class ServeProcess:
             stdout=log,
             stderr=log,
         )
-        async with aiohttp.ClientSession() as session:
-            deadline = asyncio.get_running_loop().time() + timeout
-            while True:
-                if self.process.returncode is not None:
-                    raise RuntimeError(f"kajitori serve exited:\n{self.log()}")
-                try:
-                    async with session.get(f"{self.url}/healthz") as response:
-                        if response.status == 200:
-                            return self
-                except aiohttp.ClientError:
-                    pass
-                if asyncio.get_running_loop().time() > deadline:
-                    raise RuntimeError(f"kajitori serve did not start:\n{self.log()}")
-                await asyncio.sleep(0.1)
+        try:
+            async with aiohttp.ClientSession() as session:
+                deadline = asyncio.get_running_loop().time() + timeout
+                while True:
+                    if self.process.returncode is not None:
+                        raise RuntimeError(f"kajitori serve exited:\n{self.log()}")
+                    try:
+                        async with session.get(f"{self.url}/healthz") as response:
+                            if response.status == 200:
+                                return self
+                    except aiohttp.ClientError:
+                        pass
+                    if asyncio.get_running_loop().time() > deadline:
+                        raise RuntimeError(f"kajitori serve did not start:\n{self.log()}")
+                    await asyncio.sleep(0.1)
+        except BaseException:
+            # A server that did not come up must not outlive the test that started it.
+            await self.stop(signal.SIGKILL)
+            raise
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
