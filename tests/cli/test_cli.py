@@ -64,7 +64,7 @@ def test_run_unknown_environment_exits_2_with_a_suggestion_and_the_known_ones(
     assert done.returncode == 2
     assert "unknown environment 'Stagin': did you mean `staging`?" in done.stdout
     assert "production (aliases: prod, 本番)" in done.stdout and "staging" in done.stdout
-    assert "usage: status SERVICE ENV" in done.stdout
+    assert "usage: status [SERVICE] [ENV]" in done.stdout
     done = kajitori("run", "--config", config_file(tmp_path), "--as", "local:alice", "deplyo api")
     assert done.returncode == 2 and "did you mean `deploy`?" in done.stdout
 

@@ -171,10 +171,10 @@ def test_the_demo_shell_switches_member_so_a_second_one_approves(tmp_path: Path)
     out = done.stdout
     assert "you are local:alice" in out
     assert "database main: MariaDB on 127.0.0.1:" in out
-    assert "needs approval: request 1 by local:alice" in out
-    assert "you cannot approve your own request 1" in out
+    assert "needs approval: request R1 by local:alice" in out
+    assert "you cannot approve your own request R1" in out
     assert "you are now local:bob (sre)" in out
-    assert "request 1 (deploy api v2 to production) approved by local:bob" in out
+    assert "request R1 (deploy api v2 to production) approved by local:bob" in out
     assert "local:nobody is not a member of this bot" in out
     assert "you are now local:dave (analyst)" in out
     assert "✅ deployed api v2 to production" in out
