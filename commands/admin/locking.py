@@ -67,6 +67,22 @@ async def unlock(ctx: Context) -> Message:
             hint=f"to stop the job: `cancel {job.ref}` ({job.member} or an approver); "
             "`jobs` shows where it stands",
         )
+    if holder.job_id is None:
+        # A job its owner started under this manual lock runs without a lock of its own:
+        # releasing it now would let a second change of the service start beside that job.
+        now = services.clock.now()
+        under = [
+            j
+            for j in await services.store.list_jobs(limit=100, running_only=True)
+            if str(key) in j.target_keys and (j.lease_expires is None or j.lease_expires > now)
+        ]
+        if under:
+            job = under[0]
+            raise Refused(
+                f"{key} covers running job {job.ref} ({job.title}, started by {job.member}); "
+                "it stays locked until that job ends",
+                hint=f"wait for {job.ref} (`jobs` shows where it stands), or `cancel {job.ref}`",
+            )
     await ctx.locks.release(holder)
     broke = f" (held by {holder.owner})" if holder.owner != ctx.member else ""
     return Message(text=f"🔓 {key} unlocked by {ctx.member}{broke}", tone=Tone.SUCCESS)

@@ -268,3 +268,18 @@ async def test_db_open_is_refused_where_no_private_reply_is_possible(core: Bot) 
     assert result.outcome is Outcome.REFUSED
     assert "cannot be handed out privately in typetalk:topic/1" in result.text
     assert await core.services.store.list_db_sessions() == []
+
+
+async def test_a_manual_lock_stays_while_a_job_of_its_owner_runs_under_it(core: Bot) -> None:
+    await run(core, "local:carol", "lock api staging testing cache")
+    started = await core.dispatcher.handle(origin("local:carol"), "touch api staging slow")
+    assert started.outcome is Outcome.STARTED and started.job is not None
+    job_id = started.job.id
+    # Unlocking now would let a second change start beside the running job.
+    outcome, text, _ = await run(core, "local:carol", "unlock api staging")
+    assert outcome is Outcome.REFUSED and f"covers running job J{job_id}" in text
+    outcome, text, _ = await run(core, "local:alice", "touch api staging")
+    assert outcome is Outcome.REFUSED and "locked by local:carol" in text
+    await core.jobs.cancel(job_id)
+    outcome, text, _ = await run(core, "local:carol", "unlock api staging")
+    assert outcome is Outcome.OK, text
