@@ -369,6 +369,7 @@ async def generate_policies(
                 account=await aws.account(first),
                 table=iam_policy.dynamodb_table(config.store, first),
                 roles=sorted({f.role_arn for f in facts if f.role_arn}),
+                queues=list(config.events.queues) if config.events else [],
             )
     finally:
         await aws.close()

@@ -274,10 +274,10 @@ class Dispatcher:
                     and pending.expires_at > self.services.clock.now()
                 ):
                     raise Refused(
-                        f"{key} already has an open request {pending.id} by "
+                        f"{key} already has an open request {pending.ref} by "
                         f"{self.services.access.who(pending.member)}: {pending.summary}",
-                        hint=f"decide it first (`approve {pending.id}`), or withdraw it with "
-                        f"`deny {pending.id}`, then ask again",
+                        hint=f"decide it first (`approve {pending.ref}`), or withdraw it with "
+                        f"`deny {pending.ref}`, then ask again",
                     )
             # Conditional on what was read: of two requests racing, one gets the slot.
             if await store.swap_value(slot, held, str(request.id)):

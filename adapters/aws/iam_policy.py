@@ -53,6 +53,16 @@ UNSCOPED_READS = (
     "route53:ListHostedZones",
     "servicequotas:GetAWSDefaultServiceQuota",
     "servicequotas:GetServiceQuota",
+    # Fleet and Auto Scaling deploys, `events ENV`: reads AWS takes on `*` only.
+    "autoscaling:DescribeInstanceRefreshes",
+    "ec2:DescribeImages",
+    "ec2:DescribeInstanceStatus",
+    "elasticloadbalancing:DescribeTargetGroupAttributes",
+    "health:DescribeEvents",
+    "rds:DescribePendingMaintenanceActions",
+    "ssm:DescribeInstanceInformation",
+    "ssm:GetCommandInvocation",
+    "ssm:ListCommandInvocations",
 )
 # What RunInstances touches besides the launch template and the subnet.
 _RUN_INSTANCES_ALSO = ("instance", "volume", "network-interface", "security-group", "key-pair")
@@ -94,6 +104,11 @@ class EnvFacts:
     fleets: list[FleetFacts] = field(default_factory=list)
     groups: list[str] = field(default_factory=list)
     databases: list[DatabaseFacts] = field(default_factory=list)
+    # Deploys beyond ECS: the SSM documents fleets run, the SSM parameter paths that name
+    # Auto Scaling groups' AMIs (`/app/worker/ami/*`), the groups that deploy by refresh.
+    documents: list[str] = field(default_factory=list)
+    parameters: list[str] = field(default_factory=list)
+    refreshed_groups: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
@@ -123,6 +138,13 @@ async def _discover_env(aws: AwsClients, env: Environment) -> EnvFacts:
         rds = await aws.client("rds", scope)
         for service_name, service in env.services.items():
             where = f"environments.{name}.services.{service_name}"
+            if service.fleet_deploy is not None:
+                facts.documents.append(service.fleet_deploy.ssm_document)
+            if service.asg is not None and service.asg_deploy is not None:
+                facts.refreshed_groups.append(service.asg.name)
+                if service.asg_deploy.image_parameter:
+                    path = service.asg_deploy.image_parameter.split("{", 1)[0].lstrip("/")
+                    facts.parameters.append(path + "*")
             if service.ecs is not None:
                 target = service.ecs
                 found = await ecs.describe_services(
@@ -424,6 +446,7 @@ def account_policy(
                 groups,
             )
         )
+    statements.extend(_deploy_statements(facts, p))
     if clusters:
         statements.append(
             _statement("ReadTheConfiguredDatabaseClusters", ["rds:DescribeDBClusters"], clusters)
@@ -447,6 +470,69 @@ def account_policy(
     return {"Version": "2012-10-17", "Statement": statements}
 
 
+def _deploy_statements(facts: Sequence[EnvFacts], p: str) -> list[dict[str, Any]]:
+    """Fleets deploy through SSM Run Command on their own instances; Auto Scaling groups
+    through a new launch template version and an instance refresh; events from the queue."""
+    documents: list[str] = []
+    fleet_instances = False
+    parameters: list[str] = []
+    refreshed: list[str] = []
+    for env in facts:
+        a, r = env.account, env.region
+        for document in env.documents:
+            # AWS's own documents (AWS-RunShellScript) live in no account.
+            owner = "" if document.startswith("AWS-") else a
+            documents.append(_arn(p, "ssm", r, owner, f"document/{document}"))
+        fleet_instances = fleet_instances or bool(env.documents)
+        parameters.extend(_arn(p, "ssm", r, a, f"parameter/{path}") for path in env.parameters)
+        refreshed.extend(
+            _arn(p, "autoscaling", r, a, f"autoScalingGroup:*:autoScalingGroupName/{name}")
+            for name in env.refreshed_groups
+        )
+    out: list[dict[str, Any]] = []
+    if documents:
+        out.append(
+            _statement(
+                "RunTheFleetsDeployDocuments",
+                ["ssm:SendCommand", "ssm:DescribeDocument"],
+                sorted(set(documents)),
+            )
+        )
+    if fleet_instances:
+        out.append(
+            _statement(
+                "RunCommandsAndTagVersionsOnlyOnFleetInstances",
+                ["ssm:SendCommand", "ec2:CreateTags"],
+                [_arn(p, "ec2", "*", "*", "instance/*")],
+                {"StringLike": {"aws:ResourceTag/kajitori:service": "*"}},
+            )
+        )
+    if parameters:
+        out.append(_statement("ReadTheAmiParameters", ["ssm:GetParameter"], sorted(parameters)))
+    if refreshed:
+        out.append(
+            _statement(
+                "RefreshTheConfiguredGroups",
+                [
+                    "autoscaling:StartInstanceRefresh",
+                    "autoscaling:CancelInstanceRefresh",
+                    "autoscaling:RollbackInstanceRefresh",
+                ],
+                sorted(set(refreshed)),
+            )
+        )
+        # A group's template id is AWS's; versions are created only from the group's own
+        # template, which the job reads from the group (no narrower resource is known here).
+        out.append(
+            _statement(
+                "VersionTheGroupsLaunchTemplates",
+                ["ec2:CreateLaunchTemplateVersion"],
+                [_arn(p, "ec2", "*", "*", "launch-template/*")],
+            )
+        )
+    return out
+
+
 @dataclass
 class RuntimeFacts:
     """What kajitori needs in the account it runs in: its DynamoDB table (when the store is
@@ -455,9 +541,17 @@ class RuntimeFacts:
     account: str
     table: tuple[str, str] | None  # (region, name)
     roles: list[str]
+    # The SQS queues of AWS events kajitori long-polls (`events.queues`), as URLs.
+    queues: list[str] = field(default_factory=list)
 
     def statements(self, partition: str) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
+        arns = [queue_arn(partition, url) for url in self.queues]
+        if arns:
+            # DeleteMessageBatch is authorized as sqs:DeleteMessage.
+            out.append(
+                _statement("ReadTheEventQueues", ["sqs:ReceiveMessage", "sqs:DeleteMessage"], arns)
+            )
         if self.table is not None:
             region, name = self.table
             table = _arn(partition, "dynamodb", region, self.account, f"table/{name}")
@@ -478,6 +572,14 @@ class RuntimeFacts:
         if self.roles:
             out.append(_statement("AssumeTheEnvironmentsRoles", ["sts:AssumeRole"], self.roles))
         return out
+
+
+def queue_arn(partition: str, url: str) -> str:
+    """`https://sqs.REGION.amazonaws.com/ACCOUNT/NAME` as the queue's ARN."""
+    host, _, path = url.split("://", 1)[-1].partition("/")
+    region = host.split(".")[1] if host.startswith("sqs.") else "*"
+    account, _, name = path.partition("/")
+    return _arn(partition, "sqs", region, account, name)
 
 
 def dynamodb_table(store: str, default_region: str) -> tuple[str, str] | None:

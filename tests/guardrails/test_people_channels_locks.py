@@ -35,7 +35,7 @@ async def test_one_person_with_two_ids_cannot_approve_their_own_request(
     refused = await bot.dispatcher.handle(as_other_id, f"approve {request.request.id}")
     assert refused.outcome is Outcome.REFUSED, refused.text
     assert refused.text.splitlines()[0] == (
-        f"you cannot approve your own request {request.request.id} "
+        f"you cannot approve your own request {request.request.ref} "
         "(as typetalk:alice; it was asked as local:alice)"
     )
     assert await desired(bot, "production") == 2

@@ -232,7 +232,7 @@ async def test_an_approval_runs_the_stored_plan_not_the_command_planned_again(
     assert approved.text.splitlines() == [
         f"request {request.request.ref} (scale out api in production from 2 to 3) approved by "
         "local:bob",
-        f"scale out api in production from 2 to 3: job {approved.job.id if approved.job else 0} "
+        f"scale out api in production from 2 to 3: job {approved.job.ref if approved.job else 0} "
         "(approved by local:bob)",
     ]
     assert await finish(bot, approved) is JobStatus.SUCCEEDED

@@ -507,8 +507,11 @@ async def test_deeply_nested_json_gets_a_400_on_every_endpoint_and_never_a_500(
                 answers.append(("slack", depth, status, text))
 
     for endpoint, depth, status, text in answers:
-        # 413: nesting 200,000 deep takes more than the 1 MiB a body may have.
-        assert status in (400, 404, 413), (endpoint, depth, status, text)
+        # 413: nesting 200,000 deep takes more than the 1 MiB a body may have. Slack's
+        # endpoint acknowledges an authentic request it cannot act on with 200, as Slack
+        # wants (else it retries); never a 5xx anywhere.
+        allowed = (200, 400, 404, 413) if endpoint == "slack" else (400, 404, 413)
+        assert status in allowed, (endpoint, depth, status, text)
         for mark in TRACEBACK_MARKS:
             assert mark not in text, (endpoint, depth, text)
         if depth >= 5000 and status != 413:

@@ -82,11 +82,7 @@ def message_blocks(message: Message) -> list[Block]:
         blocks.extend(table_blocks(message.table))
     if message.attachment is not None:
         blocks.append(context(f"attached: {escape(message.attachment.filename)}"))
-    requests = [b for b in message.buttons if not b.runs_command]
-    commands = [b for b in message.buttons if b.runs_command]
-    actions = [request_actions(requests)] if requests else []
-    if commands:
-        actions.append(command_actions(commands))
+    actions = _actions(message)
     room = MAX_BLOCKS - len(actions)
     if len(blocks) > room:
         blocks = [*blocks[: room - 1], context("… (cut to fit one message)")]
@@ -104,12 +100,21 @@ def message_parts(message: Message) -> list[list[Block]]:
     if message.attachment is not None:
         blocks.append(context(f"attached: {escape(message.attachment.filename)}"))
     parts = split_blocks(blocks)
-    if message.buttons:
-        actions = request_actions(message.buttons)
+    for actions in _actions(message):
         if not fits([*parts[-1], actions]):
             parts.append([])
         parts[-1].append(actions)
     return parts
+
+
+def _actions(message: Message) -> list[Block]:
+    """The buttons' blocks: a request's approve/deny, and commands to run (suggestions)."""
+    requests = [b for b in message.buttons if not b.runs_command]
+    commands = [b for b in message.buttons if b.runs_command]
+    actions = [request_actions(requests)] if requests else []
+    if commands:
+        actions.append(command_actions(commands))
+    return actions
 
 
 def block_size(block: Block) -> int:

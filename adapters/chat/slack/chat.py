@@ -270,7 +270,9 @@ class SlackChat:
         answers never wait behind its jobs' progress. False when it must be a post instead
         (no response_url, a request whose buttons are edited later, a file)."""
         url = origin.extra.get(RESPONSE_URL)
-        if url is None or message.buttons or message.attachment is not None:
+        if url is None or origin.thread is not None:
+            return False  # an answer in a thread (a press on a threaded message) is a post
+        if message.buttons or message.attachment is not None:
             return False
         message = table_as_file(message)
         if message.attachment is not None:
