@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import botocore.session
@@ -18,7 +19,7 @@ from moto.moto_server.werkzeug_app import (
 from werkzeug.serving import make_server
 
 from sandbox import extensions
-from sandbox.extensions import ecs_deployments, route53_limits, service_quotas
+from sandbox.extensions import ecs_deployments, route53_limits, scheduled_events, service_quotas
 from sandbox.seed import ACCOUNT_ID, REGION, SEED, seed_demo
 from sandbox.timing import SandboxTiming
 
@@ -65,7 +66,9 @@ class _SerializedDynamoDB:
 
 class _Server(ThreadedMotoServer):
     def _server_entry(self) -> None:
-        app = _SerializedDynamoDB(DomainDispatcherApplication(create_backend_app))
+        app = scheduled_events.HealthApi(
+            _SerializedDynamoDB(DomainDispatcherApplication(create_backend_app))
+        )
         self._server = make_server(
             self._ip_address, self._port, app, True, request_handler=_QuietRequestHandler
         )
@@ -96,6 +99,7 @@ def _wipe_moto_state() -> None:
                 if hasattr(attribute, "cache_clear"):
                     attribute.cache_clear()
     reset_model_data()
+    scheduled_events.clear_health_events()
 
 
 class _Clients:
@@ -194,6 +198,30 @@ class Sandbox:
                 self._clients, deregistration_delay=self._timing.deregistration_delay
             )
             ecs_deployments.settle(runtime, ACCOUNT_ID, REGION)
+            self._seed_scheduled_events()
+
+    def _seed_scheduled_events(self) -> None:
+        """One of each thing AWS schedules, on staging's resources, a few days ahead."""
+        today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        web = self.seeded["web_instance_ids/staging"][0]
+        reboot = today + timedelta(days=2, hours=1)
+        self.schedule_instance_event(web, "system-reboot", reboot, reboot + timedelta(hours=2))
+        self.schedule_db_maintenance(
+            f"arn:aws:rds:{REGION}:{ACCOUNT_ID}:cluster:main-staging",
+            "system-update",
+            auto_applied_after=today + timedelta(days=4, hours=18),
+            description="New Operating System update is available",
+        )
+        self.add_health_event(
+            "EC2",
+            "AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED",
+            today + timedelta(days=6, hours=3),
+        )
+        self.seeded["scheduled"] = {
+            "ec2": (web, reboot),
+            "rds": ("main-staging", today + timedelta(days=4, hours=18)),
+            "health": ("EC2", today + timedelta(days=6, hours=3)),
+        }
 
     def set_quota(
         self, service_code: str, quota_code: str, value: float, region: str = REGION
@@ -209,6 +237,64 @@ class Sandbox:
 
     def set_route53_account_limit(self, limit_type: str, value: int) -> None:
         route53_limits.set_account_limit(ACCOUNT_ID, limit_type, value)
+
+    def schedule_instance_event(
+        self,
+        instance_id: str,
+        code: str,
+        not_before: datetime,
+        not_after: datetime | None = None,
+        *,
+        description: str = "",
+        region: str = REGION,
+    ) -> str:
+        """Schedule an EC2 event (`system-reboot`, `instance-retirement`, ...) on an
+        instance, as AWS does; DescribeInstanceStatus lists it. Returns the event's id."""
+        return scheduled_events.schedule_instance_event(
+            ACCOUNT_ID,
+            region,
+            instance_id,
+            code,
+            not_before=not_before,
+            not_after=not_after,
+            description=description,
+        )
+
+    def schedule_db_maintenance(
+        self,
+        arn: str,
+        action: str,
+        *,
+        auto_applied_after: datetime | None = None,
+        forced_apply: datetime | None = None,
+        description: str = "",
+    ) -> None:
+        """Make an RDS maintenance action (`system-update`, `db-upgrade`, ...) pending on
+        the DB instance or cluster `arn`; DescribePendingMaintenanceActions lists it."""
+        scheduled_events.schedule_db_maintenance(
+            ACCOUNT_ID,
+            arn,
+            action,
+            auto_applied_after=auto_applied_after,
+            forced_apply=forced_apply,
+            description=description,
+        )
+
+    def add_health_event(
+        self,
+        service: str,
+        event_type_code: str,
+        start: datetime,
+        end: datetime | None = None,
+        *,
+        category: str = "scheduledChange",
+        region: str = REGION,
+    ) -> str:
+        """Record an AWS Health event of the account; DescribeEvents lists it (`upcoming`
+        before `start`, `open` until `end`, then `closed`). Returns its ARN."""
+        return scheduled_events.add_health_event(
+            region, service, event_type_code, category=category, start=start, end=end
+        )
 
     def _started_runtime(self) -> extensions.Runtime:
         if self._runtime is None or self._server is None:

@@ -19,6 +19,7 @@ from sandbox.extensions import (
     rds_modify,
     rds_orderable,
     route53_limits,
+    scheduled_events,
     service_quotas,
     sqs_clock,
     ssm_commands,
@@ -47,6 +48,7 @@ def install() -> Runtime:
             ssm_commands.install(runtime)
             asg_refresh.install(runtime)
             alarm_events.install()
+            scheduled_events.install()
             sqs_clock.install()
             _Installation.runtime = runtime
         return _Installation.runtime

@@ -46,8 +46,8 @@ def events_config(**events: Any) -> Config:
     return parse_config(events_data(**events))
 
 
-def client(sandbox: Any, service: str) -> Any:
-    return boto3.client(service, region_name=REGION, endpoint_url=sandbox.url)
+def client(sandbox: Any, service: str, region: str = REGION) -> Any:
+    return boto3.client(service, region_name=region, endpoint_url=sandbox.url)
 
 
 BotMaker = Callable[..., Any]
