@@ -109,6 +109,7 @@ class EnvFacts:
     documents: list[str] = field(default_factory=list)
     parameters: list[str] = field(default_factory=list)
     refreshed_groups: list[str] = field(default_factory=list)
+    refreshed_templates: list[str] = field(default_factory=list)  # their launch template ids
     notes: list[str] = field(default_factory=list)
 
 
@@ -142,6 +143,14 @@ async def _discover_env(aws: AwsClients, env: Environment) -> EnvFacts:
                 facts.documents.append(service.fleet_deploy.ssm_document)
             if service.asg is not None and service.asg_deploy is not None:
                 facts.refreshed_groups.append(service.asg.name)
+                autoscaling = await aws.client("autoscaling", scope)
+                described = await autoscaling.describe_auto_scaling_groups(
+                    AutoScalingGroupNames=[service.asg.name]
+                )
+                for group in described.get("AutoScalingGroups", []):
+                    template = group.get("LaunchTemplate") or {}
+                    if template.get("LaunchTemplateId"):
+                        facts.refreshed_templates.append(str(template["LaunchTemplateId"]))
                 if service.asg_deploy.image_parameter:
                     path = service.asg_deploy.image_parameter.split("{", 1)[0].lstrip("/")
                     facts.parameters.append(path + "*")
@@ -477,6 +486,7 @@ def _deploy_statements(facts: Sequence[EnvFacts], p: str) -> list[dict[str, Any]
     fleet_instances = False
     parameters: list[str] = []
     refreshed: list[str] = []
+    templates: list[str] = []
     for env in facts:
         a, r = env.account, env.region
         for document in env.documents:
@@ -488,6 +498,9 @@ def _deploy_statements(facts: Sequence[EnvFacts], p: str) -> list[dict[str, Any]
         refreshed.extend(
             _arn(p, "autoscaling", r, a, f"autoScalingGroup:*:autoScalingGroupName/{name}")
             for name in env.refreshed_groups
+        )
+        templates.extend(
+            _arn(p, "ec2", r, a, f"launch-template/{t}") for t in env.refreshed_templates
         )
     out: list[dict[str, Any]] = []
     if documents:
@@ -521,13 +534,12 @@ def _deploy_statements(facts: Sequence[EnvFacts], p: str) -> list[dict[str, Any]
                 sorted(set(refreshed)),
             )
         )
-        # A group's template id is AWS's; versions are created only from the group's own
-        # template, which the job reads from the group (no narrower resource is known here).
+    if templates:
         out.append(
             _statement(
                 "VersionTheGroupsLaunchTemplates",
                 ["ec2:CreateLaunchTemplateVersion"],
-                [_arn(p, "ec2", "*", "*", "launch-template/*")],
+                sorted(set(templates)),
             )
         )
     return out

@@ -46,9 +46,9 @@ async def test_one_person_with_two_ids_cannot_approve_their_own_request(
     jobs = await bot.dispatcher.handle(as_other_id, "jobs")
     assert jobs.messages[0].table is not None
     assert jobs.messages[0].table.rows[0][3] == "alice (local:alice)"
-    history = await say(bot, "local:bob", "history")
+    history = await say(bot, "local:bob", "history --all")
     assert history.messages[0].table is not None
-    who = [row[1] for row in history.messages[0].table.rows]
+    who = [row[3] for row in history.messages[0].table.rows]
     assert "alice (typetalk:alice)" in who and "alice (local:alice)" in who
     audit = await bot.services.store.list_audit()
     assert {(a.person, a.member) for a in audit} >= {

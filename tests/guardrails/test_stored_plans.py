@@ -81,7 +81,7 @@ async def test_a_second_request_for_the_same_service_is_refused_and_the_first_ru
         f"api/production already has an open request {first.request.ref} by local:alice: "
         "scale out api in production from 2 to 4"
     )
-    assert f"`deny {first.request.id}`" in second.text
+    assert f"`deny {first.request.ref}`" in second.text
     # Another target is independent.
     other = await say(bot, "local:alice", "scale out worker production +1")
     assert other.outcome is Outcome.PENDING, other.text

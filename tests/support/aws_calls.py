@@ -82,12 +82,19 @@ def checks(call: Call, account: str, tags: dict[str, dict[str, str]] | None = No
     try:
         return _checks(call, account, tags)
     except KeyError:
-        return [Check(f"{IAM_PREFIX.get(call.service, call.service)}:{call.operation}", "*")]
+        action = f"{IAM_PREFIX.get(call.service, call.service)}:{call.operation}"
+        return [Check(AUTHORIZED_AS.get(action, action), "*")]
+
+
+# Calls IAM authorizes as another action (AWS documents DeleteMessageBatch under
+# sqs:DeleteMessage).
+AUTHORIZED_AS = {"sqs:DeleteMessageBatch": "sqs:DeleteMessage"}
 
 
 def _checks(call: Call, account: str, tags: dict[str, dict[str, str]] | None) -> list[Check]:
     p, r, a = call.params, call.region, account
     action = f"{IAM_PREFIX.get(call.service, call.service)}:{call.operation}"
+    action = AUTHORIZED_AS.get(action, action)
 
     def arn(service: str, resource: str, region: str = r, acct: str = a) -> str:
         return f"arn:aws:{service}:{region}:{acct}:{resource}"
