@@ -54,7 +54,7 @@ async def test_fleet_deploy_is_taken_over_mid_command_and_promoted_on_the_other_
         assert await b.jobs.wait(job_id) is JobStatus.SUCCEEDED, chat.texts()[-1]
 
         lines = chat.texts(chat.posted[0].origin.thread)
-        taken = next(i for i, t in enumerate(lines) if t.startswith(f"job {job_id} taken over"))
+        taken = next(i for i, t in enumerate(lines) if t.startswith(f"job J{job_id} taken over"))
         going_on = next(i for i, t in enumerate(lines) if t.startswith("going on from canary"))
         assert taken < going_on, lines
         assert lines[-1].startswith("deployed web v2 to staging in "), lines

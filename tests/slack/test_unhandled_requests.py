@@ -200,8 +200,8 @@ async def test_an_event_nobody_listens_to_is_acknowledged_with_200_and_left_alon
     assert status == 200
     # Still answering, and the event changed nothing: a command right after is answered alone.
     await sender.slash("help")
-    await fake_slack.wait_for(lambda: bool(fake_slack.posted))
-    assert [p.text.split()[0] for p in fake_slack.posted] == ["commands"]
+    await fake_slack.wait_for(lambda: bool(fake_slack.said()))
+    assert [text.split()[0] for text in fake_slack.said()] == ["commands"]
 
 
 @pytest.mark.parametrize("shortcut", [GLOBAL_SHORTCUT, MESSAGE_SHORTCUT], ids=["global", "message"])
