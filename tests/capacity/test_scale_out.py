@@ -45,7 +45,7 @@ async def test_scale_in_ecs_asks_for_confirmation_first(bot: Bot) -> None:
     again = await say(bot, "scale out api staging 1")
     assert again.outcome is Outcome.REFUSED, again.text
     assert pending.request is not None
-    assert f"already has an open request {pending.request.id}" in again.text
+    assert f"already has an open request {pending.request.ref}" in again.text
 
     result = await confirm(bot, pending)
     status, summary = await final_message(bot, result)
