@@ -164,6 +164,17 @@ async def _digest(
     return image.digest if image is not None else "unknown (the tag is no longer in ECR)"
 
 
+async def _account(ctx: Context, scope: AwsScope) -> str:
+    """The account read, for the record: its failure must not hide the service's own state
+    (or the error that matters when both fail)."""
+    try:
+        return await ctx.services.accounts.account(scope)
+    except KajitoriError as error:
+        return f"unknown ({error.message})"
+    except Exception as error:
+        return f"unknown ({ctx.services.explain_failure(error) or type(error).__name__})"
+
+
 async def ecs_detail(ctx: Context, name: str, env_name: str, activity: Activity) -> Message:
     services = ctx.services
     env = services.config.environment(env_name)
@@ -172,7 +183,7 @@ async def ecs_detail(ctx: Context, name: str, env_name: str, activity: Activity)
     state, records, account = await asyncio.gather(
         services.ecs.describe_service(env.scope, service.ecs),
         services.store.list_deploys(name, env_name, limit=DEPLOYS_READ),
-        services.accounts.account(env.scope),
+        _account(ctx, env.scope),
     )
     digest = await _digest(services, env.scope, state, service.ecs.repository)
     fields = {
@@ -209,7 +220,7 @@ async def other_detail(
     message, recent, account = await asyncio.gather(
         service_status(ctx, name, env_name, service),
         ctx.services.store.list_jobs(limit=JOBS_READ),
-        ctx.services.accounts.account(scope),
+        _account(ctx, scope),
     )
     key = f"{name}/{env_name}"
     fields = {
