@@ -32,6 +32,7 @@ from bot.ports.capacity import TEMPLATE_VERSION_PREFIX, InstanceRefresh, Refresh
 from bot.services import Services
 from bot.spec import Context
 from commands.deploy.canary import ABORT, PROMOTE, decision_buttons, decision_key
+from commands.deploy.record import ending, note
 from commands.deploy.target import DeployTarget
 
 KIND = "asg_deploy"
@@ -544,48 +545,35 @@ async def run_asg(job: JobContext) -> Message:
         await store.put_deploy(record)
         await job.save_state(deploy_record=record.id)
     timeout = float(state.get("timeout") or 900)
-    try:
-        async with asyncio.timeout(max(timeout - (time.monotonic() - job.started), 0)):
-            message = await run.run()
-        record.outcome = "succeeded"
-        record.task_definition = f"{state.get('template_name')}:{state.get('template_version')}"
-        return message
-    except TimeoutError:
-        record.outcome = "failed"
-        record.detail = _join(record.detail, "timed out")
-        raise OperationFailed(
-            f"timed out after {format_duration(timedelta(seconds=timeout))}; the instance "
-            "refresh carries on by itself",
-            hint=f"follow it with `status {run.service} {run.env}`",
-        ) from None
-    except asyncio.CancelledError:
-        record.outcome = "cancelled"
-        if not job.handed_over and state.get("refresh_id"):
-            # `cancel JOB` cancels the refresh too: replacements done so far stay.
-            with contextlib.suppress(Exception):
-                await asyncio.shield(services.autoscaling.cancel_refresh(run.scope, run.group))
-            record.detail = _join(record.detail, "cancelled (CancelInstanceRefresh)")
-        raise
-    except KajitoriError as error:
-        record.outcome = "rolled_back" if "rolled the refresh back" in error.message else "failed"
-        if state.get("aborted_by"):
-            record.outcome = "aborted"
-        record.detail = _join(record.detail, error.message.splitlines()[0])
-        raise
-    except Exception:
-        record.outcome = "failed"
-        record.detail = _join(record.detail, "internal error")
-        raise
-    finally:
-        if not job.handed_over:
-            record.ended_at = services.clock.now()
-            record.detail = services.redactor.text(record.detail)[:500]
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(store.put_deploy(record))
-
-
-def _join(first: str, second: str) -> str:
-    return f"{first}; {second}" if first else second
+    async with ending(job, record):
+        try:
+            async with asyncio.timeout(max(timeout - (time.monotonic() - job.started), 0)):
+                message = await run.run()
+            record.outcome = "succeeded"
+            record.task_definition = f"{state.get('template_name')}:{state.get('template_version')}"
+            return message
+        except TimeoutError:
+            note(record, "failed", "timed out")
+            raise OperationFailed(
+                f"timed out after {format_duration(timedelta(seconds=timeout))}; the instance "
+                "refresh carries on by itself",
+                hint=f"follow it with `status {run.service} {run.env}`",
+            ) from None
+        except asyncio.CancelledError:
+            record.outcome = "cancelled"
+            if not job.handed_over and state.get("refresh_id"):
+                # `cancel JOB` cancels the refresh too: replacements done so far stay.
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(services.autoscaling.cancel_refresh(run.scope, run.group))
+                note(record, None, "cancelled (CancelInstanceRefresh)")
+            raise
+        except KajitoriError as error:
+            rolled_back = "rolled the refresh back" in error.message
+            outcome = "rolled_back" if rolled_back else "failed"
+            if state.get("aborted_by"):
+                outcome = "aborted"
+            note(record, outcome, error.message.splitlines()[0])
+            raise
 
 
 async def precheck_asg(services: Services, state: dict[str, Any]) -> list[str]:

@@ -36,6 +36,7 @@ from bot.ports.ssm import Invocation
 from bot.services import Services
 from bot.spec import Context
 from commands.deploy.canary import wait_for_decision
+from commands.deploy.record import ending, note
 from commands.deploy.target import DeployTarget
 
 log = logging.getLogger(__name__)
@@ -615,62 +616,47 @@ async def run_fleet(job: JobContext) -> Message:
         await store.put_deploy(record)
         await job.save_state(deploy_record=record.id)
     timeout = float(state.get("timeout") or 900)
-    try:
-        left = timeout - job.elapsed().total_seconds()
+    async with ending(job, record):
         try:
-            async with asyncio.timeout(max(left, 0)):
-                message = await run.run()
-        except TimeoutError:
+            left = timeout - job.elapsed().total_seconds()
+            try:
+                async with asyncio.timeout(max(left, 0)):
+                    message = await run.run()
+            except TimeoutError:
+                raise OperationFailed(
+                    f"timed out after {format_duration(timedelta(seconds=timeout))}; where it "
+                    f"stands:\n{run.where_things_stand()}"
+                ) from None
+            note(record, "succeeded", f"took {format_duration(job.elapsed())}")
+            return message
+        except asyncio.CancelledError:
+            note(record, "cancelled", "cancelled")
+            raise
+        except JobInterrupted as error:
+            note(record, "interrupted", error.message.splitlines()[0])
+            raise
+        except KajitoriError as error:
+            aborted = state.get("aborted_by")
+            note(record, "aborted" if aborted else "failed", error.message.splitlines()[0])
+            serving = ""
+            with contextlib.suppress(Exception):
+                serving = await run.serving()
+            rollback = (
+                f"`rollback {run.service} {run.env}` puts the previous version back on the "
+                "instances changed"
+                if run.action != "restart"
+                else None
+            )
             raise OperationFailed(
-                f"timed out after {format_duration(timedelta(seconds=timeout))}; where it "
-                f"stands:\n{run.where_things_stand()}"
+                f"{error.message}\nthe rollout stopped: {serving}; each instance runs:\n"
+                f"{run.where_things_stand()}",
+                hint=rollback,
             ) from None
-        record.outcome = "succeeded"
-        record.detail = _join(record.detail, f"took {format_duration(job.elapsed())}")
-        return message
-    except asyncio.CancelledError:
-        record.outcome = "cancelled"
-        record.detail = _join(record.detail, "cancelled")
-        raise
-    except JobInterrupted as error:
-        record.outcome = "interrupted"
-        record.detail = _join(record.detail, error.message.splitlines()[0])
-        raise
-    except KajitoriError as error:
-        aborted = state.get("aborted_by")
-        record.outcome = "aborted" if aborted else "failed"
-        record.detail = _join(record.detail, error.message.splitlines()[0])
-        serving = ""
-        with contextlib.suppress(Exception):
-            serving = await run.serving()
-        rollback = (
-            f"`rollback {run.service} {run.env}` puts the previous version back on the "
-            "instances changed"
-            if run.action != "restart"
-            else None
-        )
-        raise OperationFailed(
-            f"{error.message}\nthe rollout stopped: {serving}; each instance runs:\n"
-            f"{run.where_things_stand()}",
-            hint=rollback,
-        ) from None
-    except Exception:
-        record.outcome = "failed"
-        record.detail = _join(record.detail, "internal error")
-        raise
-    finally:
-        if not job.handed_over:
-            record.instances = {
-                i: v for i, v in run.running.items() if i in run.targets or i in run.previous
-            }
-            record.ended_at = services.clock.now()
-            record.detail = services.redactor.text(record.detail)[:500]
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(store.put_deploy(record))
-
-
-def _join(first: str, second: str) -> str:
-    return f"{first}; {second}" if first else second
+        finally:
+            if not job.handed_over:
+                record.instances = {
+                    i: v for i, v in run.running.items() if i in run.targets or i in run.previous
+                }
 
 
 async def precheck_fleet(services: Services, state: dict[str, Any]) -> list[str]:

@@ -10,7 +10,6 @@ Both hold the service's lock for the whole run and leave a deploy record in ever
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from bot.services import Services
 from bot.spec import Arg, CommandSpec, Context
 from commands.deploy import asg, fleet
 from commands.deploy.canary import SPECS as CANARY_SPECS
+from commands.deploy.record import ending, note
 from commands.deploy.restart import SPECS as RESTART_SPECS
 from commands.deploy.rollout import (
     RolloutEnd,
@@ -417,87 +417,72 @@ class RolloutJob:
                 detail=f"approved by {approved_by}" if approved_by else "",
             )
         watcher: RolloutWatcher | None = None
-        try:
-            if job.resumed_from is None:
-                await store.put_deploy(record)
-                await job.save_state(deploy_record=record.id)
-                deployment_id = await self._change(job, record, state)
-            else:
-                deployment_id = await self._resume_point(job, record)
-            watcher = RolloutWatcher(
-                ecs,
-                service.scope,
-                service.target,
-                deployment_id,
-                report=job.progress,
-                timing=self.timing,
-                started=job.started,
-            )
-            left = service.timeout.total_seconds() - (time.monotonic() - job.started)
+        async with ending(job, record):
             try:
-                async with asyncio.timeout(max(left, 0)):
-                    watched = await job.unless_stopped(watcher.watch())
-            except TimeoutError:
-                raise OperationFailed(
-                    f"timed out after {format_duration(service.timeout)} waiting for the "
-                    f"rollout: {watcher.status_line()}",
-                    hint=f"ECS carries on by itself; follow it with "
-                    f"`status {service.name} {service.env}`",
-                ) from None
-            if watched is None:
-                # `cancel J4`, confirmed: go back to what ran before, and say how that went.
-                raise await self._roll_back_cancelled(job, record, watcher)
-            message = await self._ending(job, record, watched)
-            record.outcome = "succeeded"
-            record.detail = _join(record.detail, f"took {format_duration(job.elapsed())}")
-            return message
-        except asyncio.CancelledError:
-            where = f": {watcher.status_line()}" if watcher is not None else ""
-            who = (
-                "kajitori stopped"
-                if job.abandoned
-                else f"cancelled by {job.cancelled_by}"
-                if job.cancelled_by
-                else "cancelled"
-            )
-            if job.elapsed() >= service.timeout:
-                record.outcome = "failed"
-                record.detail = _join(record.detail, "timed out")
-            elif job.state.get("updating"):
-                # The service was changed: ECS goes on with the rollout whatever happens here.
-                record.outcome = "unwatched"
-                record.detail = _join(
-                    record.detail, f"{who} while ECS rolled it out; ECS carries on{where}"
+                if job.resumed_from is None:
+                    await store.put_deploy(record)
+                    await job.save_state(deploy_record=record.id)
+                    deployment_id = await self._change(job, record, state)
+                else:
+                    deployment_id = await self._resume_point(job, record)
+                watcher = RolloutWatcher(
+                    ecs,
+                    service.scope,
+                    service.target,
+                    deployment_id,
+                    report=job.progress,
+                    timing=self.timing,
+                    started=job.started,
                 )
-            else:
-                record.outcome = "interrupted" if job.abandoned else "cancelled"
-                record.detail = _join(record.detail, f"{who} before the service changed")
-            raise
-        except JobCancelled as error:
-            record.outcome = "cancelled"
-            record.detail = _join(record.detail, error.message.splitlines()[0])
-            raise
-        except JobInterrupted as error:
-            record.outcome = "interrupted"
-            record.detail = _join(record.detail, error.message.splitlines()[0])
-            raise
-        except KajitoriError as error:
-            if record.outcome == "running":
-                record.outcome = "failed"
-            record.detail = _join(record.detail, error.message.splitlines()[0])
-            raise
-        except Exception:
-            record.outcome = "failed"
-            record.detail = _join(record.detail, "internal error")
-            raise
-        finally:
-            # A job handed over goes on elsewhere: the record is the next runner's to end.
-            if not job.handed_over:
-                record.ended_at = services.clock.now()
-                record.detail = services.redactor.text(record.detail)[:500]
-                # The record must reach the store even while this job is being cancelled.
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.shield(store.put_deploy(record))
+                left = service.timeout.total_seconds() - (time.monotonic() - job.started)
+                try:
+                    async with asyncio.timeout(max(left, 0)):
+                        watched = await job.unless_stopped(watcher.watch())
+                except TimeoutError:
+                    raise OperationFailed(
+                        f"timed out after {format_duration(service.timeout)} waiting for the "
+                        f"rollout: {watcher.status_line()}",
+                        hint=f"ECS carries on by itself; follow it with "
+                        f"`status {service.name} {service.env}`",
+                    ) from None
+                if watched is None:
+                    # `cancel J4`, confirmed: go back to what ran before, and say how that went.
+                    raise await self._roll_back_cancelled(job, record, watcher)
+                message = await self._ending(job, record, watched)
+                note(record, "succeeded", f"took {format_duration(job.elapsed())}")
+                return message
+            except asyncio.CancelledError:
+                where = f": {watcher.status_line()}" if watcher is not None else ""
+                who = (
+                    "kajitori stopped"
+                    if job.abandoned
+                    else f"cancelled by {job.cancelled_by}"
+                    if job.cancelled_by
+                    else "cancelled"
+                )
+                if job.elapsed() >= service.timeout:
+                    note(record, "failed", "timed out")
+                elif job.state.get("updating"):
+                    # The service was changed: ECS goes on with the rollout whatever happens.
+                    note(
+                        record,
+                        "unwatched",
+                        f"{who} while ECS rolled it out; ECS carries on{where}",
+                    )
+                else:
+                    outcome = "interrupted" if job.abandoned else "cancelled"
+                    note(record, outcome, f"{who} before the service changed")
+                raise
+            except JobCancelled as error:
+                note(record, "cancelled", error.message.splitlines()[0])
+                raise
+            except JobInterrupted as error:
+                note(record, "interrupted", error.message.splitlines()[0])
+                raise
+            except KajitoriError as error:
+                unsaid = record.outcome == "running"  # else _ending said how it ended
+                note(record, "failed" if unsaid else None, error.message.splitlines()[0])
+                raise
 
     async def _roll_back_cancelled(
         self, job: JobContext, record: DeployRecord, watcher: RolloutWatcher
@@ -706,10 +691,6 @@ class RolloutJob:
                 ]
             )
         )
-
-
-def _join(first: str, second: str) -> str:
-    return f"{first}; {second}" if first else second
 
 
 async def run_rollout(job: JobContext) -> Message:
