@@ -32,12 +32,11 @@ from bot.ports.capacity import TEMPLATE_VERSION_PREFIX, InstanceRefresh, Refresh
 from bot.services import Services
 from bot.spec import Context
 from commands.deploy.canary import ABORT, PROMOTE, decision_buttons, decision_key
-from commands.deploy.record import ending, note
+from commands.deploy.record import HISTORY_DEPTH, approval_detail, ending, note, recorded
 from commands.deploy.target import DeployTarget
 
 KIND = "asg_deploy"
 JOB_DEADLINE_MARGIN = timedelta(minutes=1)
-HISTORY_DEPTH = 200
 UNKNOWN = "unknown"
 
 
@@ -519,9 +518,7 @@ async def run_asg(job: JobContext) -> Message:
     state = job.state
     record: DeployRecord | None = None
     if job.resumed_from is not None:
-        record_id = state.get("deploy_record")
-        records = await store.list_deploys(run.service, run.env, limit=HISTORY_DEPTH)
-        record = next((r for r in records if r.id == record_id), None)
+        record = await recorded(job, run.service, run.env)
         if record is None:
             raise JobInterrupted(
                 "the replica running it stopped before it began; nothing was changed",
@@ -529,7 +526,6 @@ async def run_asg(job: JobContext) -> Message:
             )
         await job.progress(f"watching instance refresh {state.get('refresh_id')} again")
     if record is None:
-        approved = job.record.approved_by
         record = DeployRecord(
             id=await store.next_id("deploy"),
             service=run.service,
@@ -540,7 +536,7 @@ async def run_asg(job: JobContext) -> Message:
             kind=run.action if run.action != "refresh_rollback" else "rollback",
             job_id=job.id,
             started_at=services.clock.now(),
-            detail=f"approved by {approved}" if approved else "",
+            detail=approval_detail(job),
         )
         await store.put_deploy(record)
         await job.save_state(deploy_record=record.id)

@@ -18,8 +18,9 @@ from bot.plan import Plan
 from bot.ports.ecs import task_definition_name
 from bot.services import Services
 from bot.spec import Context
+from commands.deploy.record import HISTORY_DEPTH
 from commands.deploy.rollout import describe_deployment
-from commands.deploy.workflow import HISTORY_DEPTH, _ecs_service
+from commands.deploy.workflow import _ecs_service
 
 CANCEL_ROLLOUT = "cancel-rollout"
 

@@ -36,7 +36,7 @@ from bot.ports.ssm import Invocation
 from bot.services import Services
 from bot.spec import Context
 from commands.deploy.canary import wait_for_decision
-from commands.deploy.record import ending, note
+from commands.deploy.record import HISTORY_DEPTH, approval_detail, ending, note, recorded
 from commands.deploy.target import DeployTarget
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 KIND = "fleet_deploy"
 RUN_SHELL_SCRIPT = "AWS-RunShellScript"
 JOB_DEADLINE_MARGIN = timedelta(minutes=1)
-HISTORY_DEPTH = 200
 UNKNOWN = "unknown"
 
 T = TypeVar("T")
@@ -585,21 +584,18 @@ async def run_fleet(job: JobContext) -> Message:
     state = job.state
     record: DeployRecord | None = None
     if job.resumed_from is not None:
-        record_id = state.get("deploy_record")
-        if record_id is None:
+        if state.get("deploy_record") is None:
             raise JobInterrupted(
                 "the replica running it stopped before it began; nothing was changed",
                 hint=f"run `{job.record.command}` again",
             )
-        records = await store.list_deploys(run.service, run.env, limit=HISTORY_DEPTH)
-        record = next((r for r in records if r.id == record_id), None)
+        record = await recorded(job, run.service, run.env)
         at = int(state.get("batch") or 0)
         await job.progress(
             f"going on from {run.label(at) if at < len(run.batches) else 'the end'}"
             f" (step {state.get('step') or 'start'})"
         )
     if record is None:
-        approved = job.record.approved_by
         record = DeployRecord(
             id=await store.next_id("deploy"),
             service=run.service,
@@ -610,7 +606,7 @@ async def run_fleet(job: JobContext) -> Message:
             kind=run.action,
             job_id=job.id,
             started_at=services.clock.now(),
-            detail=f"approved by {approved}" if approved else "",
+            detail=approval_detail(job),
             previous_instances=run.previous,
         )
         await store.put_deploy(record)

@@ -17,6 +17,23 @@ from bot.jobs.context import JobContext
 from bot.model import DeployRecord
 
 DETAIL_LIMIT = 500
+# How far back a service's deploy records are read for a job's own or the last good one.
+HISTORY_DEPTH = 200
+
+
+async def recorded(job: JobContext, service: str, env: str) -> DeployRecord | None:
+    """The deploy record a job taken over from a stopped replica had written, if any."""
+    record_id = job.state.get("deploy_record")
+    if record_id is None:
+        return None
+    records = await job.services.store.list_deploys(service, env, limit=HISTORY_DEPTH)
+    return next((r for r in records if r.id == record_id), None)
+
+
+def approval_detail(job: JobContext) -> str:
+    """What a new deploy record says first: who approved it, when someone did."""
+    approved = job.record.approved_by
+    return f"approved by {approved}" if approved else ""
 
 
 def note(record: DeployRecord, outcome: str | None, detail: str) -> None:

@@ -42,7 +42,7 @@ from bot.services import Services
 from bot.spec import Arg, CommandSpec, Context
 from commands.deploy import asg, fleet
 from commands.deploy.canary import SPECS as CANARY_SPECS
-from commands.deploy.record import ending, note
+from commands.deploy.record import HISTORY_DEPTH, approval_detail, ending, note, recorded
 from commands.deploy.restart import SPECS as RESTART_SPECS
 from commands.deploy.rollout import (
     RolloutEnd,
@@ -58,7 +58,6 @@ log = logging.getLogger(__name__)
 # watcher's timeout (which says where the rollout stands) always comes first.
 JOB_DEADLINE_MARGIN = timedelta(minutes=1)
 # How much deploy history a rollback looks through for its target.
-HISTORY_DEPTH = 200
 
 
 @dataclass(frozen=True)
@@ -401,7 +400,6 @@ class RolloutJob:
             record = await self._recorded(job)
         else:
             state = await ecs.describe_service(service.scope, service.target)
-            approved_by = job.record.approved_by
             record = DeployRecord(
                 id=await store.next_id("deploy"),
                 service=service.name,
@@ -414,7 +412,7 @@ class RolloutJob:
                 kind=self.kind,
                 job_id=job.id,
                 started_at=services.clock.now(),
-                detail=f"approved by {approved_by}" if approved_by else "",
+                detail=approval_detail(job),
             )
         watcher: RolloutWatcher | None = None
         async with ending(job, record):
@@ -573,15 +571,9 @@ class RolloutJob:
 
     async def _recorded(self, job: JobContext) -> DeployRecord:
         """The deploy record of a job taken over; JobInterrupted when it had none yet."""
-        recorded = job.state.get("deploy_record")
-        if recorded is not None:
-            service = self.service
-            records = await job.services.store.list_deploys(
-                service.name, service.env, limit=HISTORY_DEPTH
-            )
-            for record in records:
-                if record.id == recorded:
-                    return record
+        record = await recorded(job, self.service.name, self.service.env)
+        if record is not None:
+            return record
         raise self._nothing_changed(job, "before it began")
 
     async def _resume_point(self, job: JobContext, record: DeployRecord) -> str:
