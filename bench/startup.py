@@ -10,9 +10,11 @@ Measured, each the median of `--runs` runs in fresh processes:
 
 The processes measured read their compiled bytecode from a cache of their own (a temporary
 PYTHONPYCACHEPREFIX, filled by a first run of each), as an installed kajitori does: pip
-compiles the bytecode when it installs, the image included. `--no-bytecode-cache` makes every
-process compile every module it imports instead (what a venv without `__pycache__` run with
-PYTHONDONTWRITEBYTECODE=1 does). The last line printed is the figures as one JSON object.
+compiles the bytecode when it installs, the image included. `--no-bytecode-cache` runs them
+with PYTHONDONTWRITEBYTECODE=1 and no cache of their own instead: what is compiled already
+(Python's own library) is used, and every module of a venv installed without compiling
+(`uv pip install` does not compile) is compiled again in every process. The last line
+printed is the figures as one JSON object.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ def main() -> dict[str, float | bool]:
     parser.add_argument(
         "--no-bytecode-cache",
         action="store_true",
-        help="compile every imported module in every process, as without __pycache__",
+        help="write no bytecode: modules not compiled at install are compiled in every process",
     )
     args = parser.parse_args()
     runs = args.runs
@@ -113,11 +115,12 @@ def main() -> dict[str, float | bool]:
         env.setdefault("AWS_ACCESS_KEY_ID", "bench")
         env.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
         env.pop("SLACK_BOT_TOKEN", None)
-        # Bytecode in a folder of its own: found there, or (empty, and never written) not at all.
-        env["PYTHONPYCACHEPREFIX"] = str(folder / "pycache")
         if args.no_bytecode_cache:
             env["PYTHONDONTWRITEBYTECODE"] = "1"
+            env.pop("PYTHONPYCACHEPREFIX", None)
         else:
+            # Every module's bytecode, written by the warm-up runs into a folder of its own.
+            env["PYTHONPYCACHEPREFIX"] = str(folder / "pycache")
             env.pop("PYTHONDONTWRITEBYTECODE", None)
         config = folder / "kajitori.yaml"
         data = yaml.safe_load(DEMO_CONFIG.read_text())
