@@ -6,7 +6,8 @@ Measured, each the median of `--runs` runs in fresh processes:
   - the floor: `python -c "import aiobotocore.session, slack_sdk"`;
   - `kajitori run "status api staging"` against the AWS sandbox (started once, in its own
     process), the whole command from exec to exit;
-  - `kajitori serve`: from exec until /healthz answers, and its RSS once idle.
+  - `kajitori serve`: from exec until /healthz answers, and its RSS once idle;
+and, for the floor and `run`, the CPU seconds each process used.
 
 The processes measured read their compiled bytecode from a cache of their own (a temporary
 PYTHONPYCACHEPREFIX, filled by a first run of each), as an installed kajitori does: pip
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -38,10 +40,16 @@ DEMO_CONFIG = ROOT / "examples" / "demo.yaml"
 PYTHON = sys.executable
 
 
-def timed(args: list[str], env: dict[str, str]) -> float:
+def timed(args: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Seconds from exec to exit, and the CPU seconds the process used (user and system):
+    on a busy machine the first grows with the load, the second much less."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.perf_counter()
     subprocess.run(args, env=env, check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
-    return time.perf_counter() - began
+    wall = time.perf_counter() - began
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
 
 
 def serve_start(env: dict[str, str], config: Path, port: int) -> tuple[float, int]:
@@ -143,19 +151,29 @@ def main() -> dict[str, float | bool]:
         timed(run, env)
         serve_start(env, config, 30999)
         # In turns, so that a change in the machine's load weighs on both alike.
-        floors: list[float] = []
-        runs_s: list[float] = []
+        floors: list[tuple[float, float]] = []
+        runs_s: list[tuple[float, float]] = []
         for _ in range(runs):
             floors.append(timed(floor, env))
             runs_s.append(timed(run, env))
         serves = [serve_start(env, config, 31000 + n) for n in range(3)]
-        floor_s, run_s = statistics.median(floors), statistics.median(runs_s)
+        floor_s, run_s = (
+            statistics.median(f[0] for f in floors),
+            statistics.median(r[0] for r in runs_s),
+        )
+        floor_cpu, run_cpu = (
+            statistics.median(f[1] for f in floors),
+            statistics.median(r[1] for r in runs_s),
+        )
         return {
             "import_floor_s": round(floor_s, 3),
             "run_status_s": round(run_s, 3),
             "serve_ready_s": round(statistics.median(s[0] for s in serves), 3),
             "serve_idle_rss_mib": round(statistics.median(s[1] for s in serves) / 1024, 1),
             "run_vs_floor": round(run_s / floor_s, 2),
+            "import_floor_cpu_s": round(floor_cpu, 3),
+            "run_status_cpu_s": round(run_cpu, 3),
+            "run_vs_floor_cpu": round(run_cpu / floor_cpu, 2),
             "bytecode_cache": not args.no_bytecode_cache,
             # Other work on the machine slows every figure above.
             "load_average": round(os.getloadavg()[0], 2),
