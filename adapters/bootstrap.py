@@ -21,8 +21,6 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from adapters.aws import doctor as aws_doctor
-from adapters.aws import iam_policy
 from adapters.aws.capacity import AwsAutoScaling, AwsDatabases, AwsEc2, AwsTargetGroups
 from adapters.aws.clients import AwsClients, explain_aws_failure
 from adapters.aws.ecs import AwsEcs
@@ -31,38 +29,120 @@ from adapters.aws.quotas import AwsQuotas
 from adapters.aws.secrets import AdminSecrets
 from adapters.aws.ssm import AwsSsm
 from adapters.chat.typetalk import TypetalkChat
-from adapters.prometheus import PrometheusMetrics
 from adapters.store import open_store
-from adapters.triggers.common import TriggerChannels
-from adapters.triggers.events import QueuePoller
-from adapters.tunnel.database_access import DatabaseAccess
-from adapters.tunnel.queries import TunnelReadQueries
-from adapters.tunnel.sessions import DbSessionManager
+from adapters.triggers.channels import TriggerChannels
+from adapters.tunnel.targets import configured_targets, reachable
 from bot.clock import Clock, SystemClock
 from bot.config import Config, Settings
 from bot.dispatcher import Dispatcher
+from bot.errors import Refused
 from bot.jobs.manager import JobManager
 from bot.kernel import Kernel
+from bot.model import DbSessionRecord, Origin
 from bot.notifier import Notifier
 from bot.polling import Polling
 from bot.ports.chat import ChatAdapter
+from bot.ports.database import DatabaseTarget, QueryResult, SessionGrant
+from bot.ports.metrics import NoMetrics
 from bot.ports.store import Store
 from bot.redaction import Redactor, install_log_redaction
 from bot.services import Core, Services
 from bot.spec import Registry
 from commands import build_registry
-from commands.capacity.quota_watch import QuotaWatcher
-from commands.events.checks import suggestion_problems
-from commands.events.intake import EventIntake
 
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from adapters.aws.doctor import AccessCheck
     from adapters.chat.slack import SlackConnection
+    from adapters.prometheus import PrometheusMetrics
+    from adapters.triggers.events import QueuePoller
+    from adapters.tunnel.queries import TunnelReadQueries
+    from adapters.tunnel.sessions import DbSessionManager
+    from commands.capacity.quota_watch import QuotaWatcher
+    from commands.events.intake import EventIntake
 
 log = logging.getLogger(__name__)
 
 Closer = Callable[[], Awaitable[None]]
+
+
+class DeferredDatabase:
+    """Both database ports (`db` sessions, `sql` queries), through the SSH tunnel adapter,
+    which is built, and its libraries (asyncssh, aiomysql) loaded, at first use: most
+    commands never reach a database, and a one-shot `kajitori run` should not pay for it."""
+
+    def __init__(self, core: Core, secrets: AdminSecrets, runner: str) -> None:
+        self._core = core
+        self._secrets = secrets
+        self._runner = runner
+        self._built: tuple[DbSessionManager, TunnelReadQueries] | None = None
+        self._closed = False
+
+    def _build(self) -> tuple[DbSessionManager, TunnelReadQueries]:
+        if self._built is None:
+            from adapters.tunnel.database_access import DatabaseAccess
+            from adapters.tunnel.queries import TunnelReadQueries
+            from adapters.tunnel.sessions import DbSessionManager
+
+            access = DatabaseAccess(self._secrets, self._core.clock)
+            self._built = (
+                DbSessionManager(self._core, access, self._runner),
+                TunnelReadQueries(self._core, access),
+            )
+        return self._built
+
+    @property
+    def loaded(self) -> bool:
+        return self._built is not None
+
+    @property
+    def sessions(self) -> DbSessionManager:
+        return self._build()[0]
+
+    @property
+    def queries(self) -> TunnelReadQueries:
+        return self._build()[1]
+
+    # -- the ports -----------------------------------------------------------------------
+
+    async def open(
+        self, target: DatabaseTarget, *, member: str, origin: Origin, duration: timedelta
+    ) -> SessionGrant:
+        if self._closed and not self.loaded:
+            # What the sessions would answer once `close_all` has run.
+            raise Refused("kajitori is shutting down; open the session again in a moment")
+        return await self.sessions.open(target, member=member, origin=origin, duration=duration)
+
+    async def close(self, session_id: int, *, reason: str, by: Origin) -> DbSessionRecord:
+        return await self.sessions.close(session_id, reason=reason, by=by)
+
+    async def list_open(self) -> list[DbSessionRecord]:
+        return await self.sessions.list_open()
+
+    async def run(self, target: DatabaseTarget, statement: str, *, member: str) -> QueryResult:
+        return await self.queries.run(target, statement, member=member)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def sweep(self) -> None:
+        """What earlier runs left behind (see `DbSessionManager.sweep`). With no bastion
+        this host can reach and no session recorded, there is nothing to do, and the
+        tunnel stays unloaded."""
+        core = self._core
+        nowhere = not any(reachable(t) for t in configured_targets(core.config))
+        if nowhere and not await core.store.list_db_sessions():
+            return
+        await self.sessions.sweep()
+
+    async def settled(self) -> None:
+        if self._built is not None:
+            await self._built[1].settled()
+
+    async def close_all(self) -> None:
+        self._closed = True
+        if self._built is not None:
+            await self._built[0].close_all()
 
 
 @dataclass
@@ -74,11 +154,12 @@ class Bot:
     settings: Settings
     runner: str
     aws: AwsClients
-    metrics: PrometheusMetrics
-    db_sessions: DbSessionManager
-    read_queries: TunnelReadQueries
+    metrics: PrometheusMetrics | None  # None in a one-shot `run`
+    database: DeferredDatabase
     slack: SlackConnection | None
     typetalk: TypetalkChat
+    # The sweep of what earlier runs left behind (tunnels, temporary users), when it runs.
+    startup_sweep: asyncio.Task[None] | None = None
     quota_watch: QuotaWatcher | None = None
     events: EventIntake | None = None
     event_poller: QueuePoller | None = None
@@ -101,6 +182,15 @@ class Bot:
     @property
     def jobs(self) -> JobManager:
         return self.kernel.jobs
+
+    @property
+    def db_sessions(self) -> DbSessionManager:
+        """The database sessions' adapter itself, built (and its libraries loaded) if not yet."""
+        return self.database.sessions
+
+    @property
+    def read_queries(self) -> TunnelReadQueries:
+        return self.database.queries
 
     def start_background(self, work: Awaitable[Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(work)
@@ -136,16 +226,22 @@ async def build_bot(
     aws: AwsClients | None = None,
     polling: Polling | None = None,
     registry: Registry | None = None,
-    event_intake: bool = True,
+    one_shot: bool = False,
 ) -> Bot:
     """`lock_lease`: the lease of running jobs (their locks get twice as long); by default
     the config's `jobs.lease`. `polling`: how jobs wait for AWS (tests make it quick).
     `registry`: the commands (every feature's, unless a test adds its own).
-    `event_intake`: poll the config's event queues (`kajitori run` does not)."""
+    `one_shot`: the bot answers one command and leaves (`kajitori run`): it polls no event
+    queue, watches no quota and sweeps nothing that earlier runs left behind."""
     settings = settings or Settings()
     redactor = Redactor(settings.secret_values())
     install_log_redaction(redactor)
-    metrics = PrometheusMetrics()
+    # A one-shot `run` counts nothing: its figures would leave with the process, unread.
+    metrics: PrometheusMetrics | None = None
+    if not one_shot:
+        from adapters.prometheus import PrometheusMetrics
+
+        metrics = PrometheusMetrics()
     # The config counts every attempt, as AWS_MAX_ATTEMPTS does; botocore's `max_attempts`
     # counts the retries after the first.
     retries = config.aws.max_attempts - 1
@@ -155,13 +251,14 @@ async def build_bot(
         max_attempts=retries,
         **aws_access(config),
     )
-    aws.add_client_hook(metrics.observe_aws_client)
+    if metrics is not None:
+        aws.add_client_hook(metrics.observe_aws_client)
     closers: list[Closer] = [aws.close]
     try:
         store = store or await open_store(
             config.store,
             endpoint_url=aws.endpoint_url,
-            client_hook=metrics.observe_aws_client,
+            client_hook=metrics.observe_aws_client if metrics else None,
             retry_mode=config.aws.retry_mode,
             max_attempts=retries,
         )
@@ -193,12 +290,10 @@ async def build_bot(
             chat=notifier,
             clock=clock,
             redactor=redactor,
-            metrics=metrics,
+            metrics=metrics or NoMetrics(),
         )
         runner = runner or _runner_name()
-        database_access = DatabaseAccess(AdminSecrets(aws, redactor), clock)
-        db_sessions = DbSessionManager(core, database_access, runner)
-        read_queries = TunnelReadQueries(core, database_access)
+        database = DeferredDatabase(core, AdminSecrets(aws, redactor), runner)
         services = Services(
             **core.parts(),
             ecs=AwsEcs(aws),
@@ -207,8 +302,8 @@ async def build_bot(
             autoscaling=AwsAutoScaling(aws),
             rds=AwsDatabases(aws),
             quotas=AwsQuotas(aws),
-            db_sessions=db_sessions,
-            read_queries=read_queries,
+            db_sessions=database,
+            read_queries=database,
             accounts=aws,
             ssm=AwsSsm(aws),
             upcoming=AwsUpcoming(aws),
@@ -227,8 +322,7 @@ async def build_bot(
             runner=runner,
             aws=aws,
             metrics=metrics,
-            db_sessions=db_sessions,
-            read_queries=read_queries,
+            database=database,
             slack=slack_connection,
             typetalk=typetalk_chat,
             closers=closers,
@@ -239,20 +333,30 @@ async def build_bot(
             with contextlib.suppress(Exception):
                 await closer()
         raise
-    closers.append(read_queries.settled)
+    closers.append(database.settled)
     # Last, so it runs first at close: sessions end while the chat can still say so.
-    closers.append(db_sessions.close_all)
+    closers.append(database.close_all)
+    if one_shot:
+        # A process that answers one command and leaves starts no poller and sweeps nothing:
+        # its exit would wait for the sweep's SSH connections, and the sweep drops the users
+        # of every session recorded by a runner on this host, a running server's among them.
+        return bot
     # What an earlier run left behind (tunnels, temporary users) goes at start.
-    db_sessions.startup_sweep = bot.start_background(db_sessions.sweep(), "db-sessions-sweep")
+    bot.startup_sweep = bot.start_background(database.sweep(), "db-sessions-sweep")
     if config.quota_watch is not None:
+        from commands.capacity.quota_watch import QuotaWatcher
+
         bot.quota_watch = QuotaWatcher(services, services.quotas, config.quota_watch)
         bot.start_background(bot.quota_watch.run(), "quota-watch")
     if config.events is not None:
+        from adapters.triggers.events import QueuePoller
+        from commands.events.intake import EventIntake
+
         bot.events = EventIntake(services, config.events)
         if config.events.sns is not None:
             bot.http = aiohttp.ClientSession()
             closers.append(bot.http.close)
-        if config.events.queues and event_intake:
+        if config.events.queues:
             region = settings.aws_region or next(
                 iter(e.region for e in config.environments.values()), "us-east-1"
             )
@@ -263,6 +367,8 @@ async def build_bot(
 
 def config_problems(config: Config) -> list[str]:
     """What `check-config` finds beyond the config's shape: the commands it names."""
+    from commands.events.checks import suggestion_problems
+
     return suggestion_problems(config, build_registry())
 
 
@@ -277,23 +383,47 @@ async def running_bot(
         await bot.close()
 
 
+# Slack's Request URL; without SLACK_BOT_TOKEN it answers as `slack.mount` does then.
+SLACK_EVENTS_PATH = "/slack/events"
+
+
+async def _slack_not_configured(_request: web.Request) -> web.Response:
+    from aiohttp import web
+
+    reason = "SLACK_BOT_TOKEN is not set"
+    return web.json_response({"error": f"Slack is not configured: {reason}"}, status=503)
+
+
 def build_web_app(bot: Bot, *, metrics_here: bool = True) -> web.Application:
     """`kajitori serve`'s one aiohttp application: health, metrics (unless they have a port
     of their own), Slack, Typetalk and the GitHub and CI webhooks, each mounted here with
     what it needs."""
     # Loaded here, not at start: a one-shot `kajitori run` serves no HTTP.
-    from adapters.chat import slack, typetalk
+    from adapters.chat import typetalk
     from adapters.http import health, server
-    from adapters.triggers import ci, github, sns
+    from adapters.triggers import ci, github
 
     kernel, settings = bot.kernel, bot.settings
+    if bot.metrics is None:
+        raise ValueError("a bot built for one command (one_shot) serves no HTTP")
     app = server.new_app(kernel)
     health.mount(app, bot.metrics, kernel.jobs, exposition=metrics_here)
-    slack.mount(app, kernel, bot.slack, settings)
+    if bot.slack is not None:
+        # slack-bolt loads only where Slack is configured.
+        from adapters.chat import slack
+
+        slack.mount(app, kernel, bot.slack, settings)
+    else:
+        app.router.add_post(SLACK_EVENTS_PATH, _slack_not_configured)
     typetalk.mount(app, kernel, bot.typetalk, settings)
     github.mount(app, kernel, settings)
     ci.mount(app, kernel, settings)
-    sns.mount(app, bot.events, bot.config.events.sns if bot.config.events else None, bot.http)
+    sns_config = bot.config.events.sns if bot.config.events else None
+    if sns_config is not None:
+        # cryptography (the SNS signature check) loads only where SNS delivers events.
+        from adapters.triggers import sns
+
+        sns.mount(app, bot.events, sns_config, bot.http)
     return app
 
 
@@ -308,7 +438,6 @@ async def serve(
 ) -> None:
     """`kajitori serve`: the bot behind its HTTP server until SIGTERM or SIGINT; with
     `metrics_port`, `GET /metrics` is served on that port (same host) instead."""
-    from adapters.chat import slack
     from adapters.http import health, server
 
     bot = await build_bot(config, settings)
@@ -317,8 +446,12 @@ async def serve(
     bot.start_background(bot.jobs.take_over_forever(config.jobs.takeover_interval), "takeovers")
     app = build_web_app(bot, metrics_here=metrics_port is None)
     if socket_mode:
+        from adapters.chat import slack
+
         bot.start_background(slack.run_socket_mode(app, settings), "slack-socket-mode")
-    metrics = None if metrics_port is None else (health.metrics_app(bot.metrics), metrics_port)
+    metrics = None
+    if metrics_port is not None and bot.metrics is not None:
+        metrics = (health.metrics_app(bot.metrics), metrics_port)
     try:
         await server.run(app, host=host, port=port, metrics=metrics)
     finally:
@@ -335,8 +468,10 @@ def aws_clients(config: Config, settings: Settings) -> AwsClients:
     )
 
 
-async def doctor(config: Config, settings: Settings) -> list[aws_doctor.AccessCheck]:
+async def doctor(config: Config, settings: Settings) -> list[AccessCheck]:
     """`kajitori doctor`: each environment's AWS access, checked."""
+    from adapters.aws import doctor as aws_doctor
+
     aws = aws_clients(config, settings)
     try:
         return await aws_doctor.check_all(aws, config)
@@ -358,6 +493,8 @@ async def generate_policies(
     """`kajitori iam-policy`: the policies for `envs`, from what AWS says they are; the
     account kajitori runs in also gets its own needs when one of `envs` uses its
     credentials, or when all environments are asked for."""
+    from adapters.aws import iam_policy
+
     aws = aws_clients(config, settings)
     try:
         facts = await iam_policy.discover(aws, config, envs)

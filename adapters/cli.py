@@ -108,9 +108,9 @@ async def _with_bot(config: Config, member: str, text: str | None, **kwargs: obj
     if text is None and settings.slack_bot_token is None:
         # No Slack: what would be posted in Slack channels (AWS events) shows here.
         chats.append(ShellChat(name="slack"))
-    # `run` leaves soon: it reads no events from the queue.
+    # `run` leaves soon: it polls no queue and sweeps nothing (see `build_bot`).
     async with running_bot(
-        config, settings, chats=chats, event_intake=text is None, **kwargs
+        config, settings, chats=chats, one_shot=text is not None, **kwargs
     ) as bot:
         if text is None:
             return await shell_loop(bot, chat, member)

@@ -90,7 +90,8 @@ async def bench(runs: int, mariadb: MariaDbServer, bastion: SshBastion) -> dict[
     os.environ["KAJITORI_BENCH_DB_ADMIN"] = json.dumps(ADMIN)
     times: dict[str, list[float]] = {"db open": [], "first query": [], "db close": [], "sql": []}
     async with running_bot(parse_config(bench_config(mariadb, bastion)), Settings()) as bot:
-        sweep = bot.db_sessions.startup_sweep
+        sweep = bot.startup_sweep
+        assert sweep is not None
         await sweep
         for _ in range(runs):
             took, result = await timed(bot, "db open main bench")

@@ -108,7 +108,8 @@ async def measure(bot: Any, statement: str) -> dict[str, Any]:
 async def measure_in_this_process(config: dict[str, Any], statement: str) -> dict[str, Any]:
     os.environ["KAJITORI_BENCH_DB_ADMIN"] = json.dumps(ADMIN)
     async with running_bot(parse_config(config), Settings()) as bot:
-        await bot.db_sessions.startup_sweep
+        assert bot.startup_sweep is not None
+        await bot.startup_sweep
         # Warm-up: imports, the SSH client, the first connection's buffers.
         warm = await bot.dispatcher.handle(ORIGIN, "sql main bench SELECT id FROM events")
         if warm.outcome is not Outcome.OK:

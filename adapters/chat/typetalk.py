@@ -22,23 +22,20 @@ import hmac
 import logging
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
-from aiohttp import web
 from pydantic import BaseModel, Field, SecretStr
 
-from adapters.triggers.common import (
-    WebhookHandler,
-    guarded,
-    json_error,
-    parse_json_body,
-    read_body,
-)
 from bot.config import Config, Settings
 from bot.kernel import Kernel
 from bot.messages import Message, Tone, render_table
 from bot.model import Origin
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from adapters.triggers.common import WebhookHandler
 
 log = logging.getLogger(__name__)
 
@@ -347,6 +344,11 @@ async def member_of(bot: Kernel, chat: TypetalkChat, topic: str, account_id: int
 
 
 def typetalk_handler(bot: Kernel, chat: TypetalkChat, secret: SecretStr | None) -> WebhookHandler:
+    # The webhook's side loads with the server (`kajitori serve`), not with the chat port.
+    from aiohttp import web
+
+    from adapters.triggers.common import guarded, json_error, parse_json_body, read_body
+
     @guarded
     async def typetalk_webhook(request: web.Request) -> web.StreamResponse:
         if secret is None or not _secret_given(request, secret):

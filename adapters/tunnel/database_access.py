@@ -12,7 +12,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from adapters.aws.secrets import AdminSecrets
@@ -67,12 +66,6 @@ def destination(target: DatabaseTarget) -> tuple[str, int]:
     """Where the bastion sends forwarded connections: the reader, or `connect_host`."""
     config = target.config
     return (config.connect_host or config.reader), config.port
-
-
-def reachable(target: DatabaseTarget) -> bool:
-    """Whether this host has what it takes to reach the bastion at all."""
-    bastion = target.config.bastion
-    return Path(bastion.key_file).is_file() and Path(bastion.known_hosts).is_file()
 
 
 class DatabaseAccess:

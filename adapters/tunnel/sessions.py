@@ -22,10 +22,10 @@ from adapters.tunnel.database_access import (
     Progress,
     destination,
     error_text,
-    reachable,
 )
 from adapters.tunnel.mysql import TemporaryUser
 from adapters.tunnel.ssh import BastionConnection, Forward
+from adapters.tunnel.targets import configured_targets, reachable
 from bot.errors import OperationFailed, Refused
 from bot.messages import Message, Tone
 from bot.model import AuditRecord, DbSessionRecord, Origin
@@ -70,7 +70,6 @@ class DbSessionManager:
         self._opening: set[int] = set()
         self._cleanups = Cleanups()
         self._closed = False
-        self.startup_sweep: asyncio.Task[None] | None = None
 
     # -- the port ------------------------------------------------------------------------
 
@@ -216,7 +215,7 @@ class DbSessionManager:
             and r.id not in self._opening
             and (r.expires_at <= now or r.status == DROP_PENDING or runner_host(r.runner) == here)
         ]
-        for target in self._targets():
+        for target in configured_targets(services.config):
             mine = [r for r in leftovers if (r.database, r.env) == (target.name, target.env)]
             if not reachable(target):
                 if mine:
@@ -357,17 +356,13 @@ class DbSessionManager:
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _targets(self) -> list[DatabaseTarget]:
-        config = self._services.config
-        return [
-            DatabaseTarget(name=name, env=env_name, region=env.region, config=database)
-            for env_name, env in config.environments.items()
-            for name, database in env.databases.items()
-        ]
-
     def _target(self, record: DbSessionRecord) -> DatabaseTarget | None:
         return next(
-            (t for t in self._targets() if (t.name, t.env) == (record.database, record.env)),
+            (
+                t
+                for t in configured_targets(self._services.config)
+                if (t.name, t.env) == (record.database, record.env)
+            ),
             None,
         )
 

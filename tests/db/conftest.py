@@ -122,6 +122,6 @@ def sessions_of(bot: Bot) -> DbSessionManager:
 
 async def startup_sweep(bot: Bot) -> None:
     """Wait for the sweep every start runs, so that it does not count as a test's traffic."""
-    sweep = sessions_of(bot).startup_sweep
+    sweep = bot.startup_sweep
     assert sweep is not None
     await sweep

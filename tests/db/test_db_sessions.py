@@ -341,6 +341,59 @@ async def test_a_restart_sweeps_what_an_earlier_run_left(
         mariadb.query("DROP USER IF EXISTS %s@'%%'", (elsewhere,))
 
 
+async def test_a_one_shot_run_sweeps_nothing_and_reaches_the_database_at_first_use(
+    sandbox: Any,
+    chat: RecordingChat,
+    mariadb: MariaDbServer,
+    bastion: SshBastion,
+    tmp_path: Path,
+) -> None:
+    now = datetime.now(UTC)
+    # Left by a run on this host: a server's start sweeps it; a one-shot `run` leaves it.
+    recorded = f"kj_s7_{int((now + timedelta(hours=1)).timestamp())}"
+    mariadb.query("CREATE USER %s@'%%' IDENTIFIED BY 'leftover-pw'", (recorded,))
+    store_path = tmp_path / "state.db"
+    store = await SqliteStore.open(str(store_path))
+    await store.put_db_session(
+        DbSessionRecord(
+            id=7,
+            database="main",
+            env="staging",
+            member="local:dave",
+            user=recorded,
+            host="127.0.0.1",
+            port=40007,
+            opened_at=now - timedelta(minutes=10),
+            expires_at=now + timedelta(hours=1),
+            runner="test:1",
+        )
+    )
+    data = db_config_data(mariadb, bastion)
+    data["store"] = f"sqlite:///{store_path}"
+    bot = await build_bot(
+        parse_config(data),
+        Settings(aws_endpoint_url=sandbox.url),
+        store=store,
+        chats=[chat],
+        runner="test",
+        one_shot=True,
+    )
+    try:
+        assert bot.startup_sweep is None
+        assert not bot.database.loaded
+        logins = bastion.accepted_logins()
+        result = await bot.dispatcher.handle(DAVE, "sql main staging SELECT COUNT(*) FROM orders")
+        assert result.outcome is Outcome.OK, result.text
+        assert bot.database.loaded
+        assert bastion.accepted_logins() > logins
+        await bot.read_queries.settled()
+        assert recorded in mariadb.kajitori_users()
+        assert [r.id for r in await bot.services.store.list_db_sessions()] == [7]
+    finally:
+        await bot.close()
+        mariadb.query("DROP USER IF EXISTS %s@'%%'", (recorded,))
+
+
 async def test_the_bastion_takes_keys_only_and_forwards_only_to_the_database(
     bastion: SshBastion, mariadb: MariaDbServer
 ) -> None:
