@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 from dataclasses import dataclass
 from datetime import timedelta
@@ -57,8 +58,25 @@ def display_host(bind: str) -> str:
     return socket.getfqdn() if bind in ("0.0.0.0", "::", "") else bind
 
 
-def runner_host(runner: str) -> str:
-    return runner.split(":", 1)[0]
+def stopped_here(runner: str, host: str) -> bool:
+    """Whether `runner` (`host:pid:token`) ran on this host and its process has ended.
+
+    A runner elsewhere, or one whose process still lives (another replica on this host), is
+    not ours to judge: its sessions are swept once they expire. A runner id without a pid
+    is treated as ended when it is on this host, as before pids were recorded.
+    """
+    parts = runner.split(":")
+    if parts[0] != host:
+        return False
+    if len(parts) < 2 or not parts[1].isdigit():
+        return True
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, under another user
+    return False
 
 
 class DbSessionManager:
@@ -201,19 +219,20 @@ class DbSessionManager:
     async def sweep(self) -> None:
         """After a start: drop what an earlier run left behind.
 
-        That is every session recorded by a runner on this host (this process has none yet),
-        every recorded session past its expiry, and every kajitori user whose expiry is past,
-        on every configured database this host can reach.
+        That is every session recorded by a process of this host that has ended (this process
+        has none yet; another replica on the same host keeps its own), every recorded session
+        past its expiry, and every kajitori user whose expiry is past, on every configured
+        database this host can reach.
         """
         services = self._services
         now = services.clock.now()
-        here = runner_host(self._runner)
+        here = self._runner.split(":", 1)[0]
         leftovers = [
             r
             for r in await services.store.list_db_sessions()
             if r.id not in self._sessions
             and r.id not in self._opening
-            and (r.expires_at <= now or r.status == DROP_PENDING or runner_host(r.runner) == here)
+            and (r.expires_at <= now or r.status == DROP_PENDING or stopped_here(r.runner, here))
         ]
         for target in configured_targets(services.config):
             mine = [r for r in leftovers if (r.database, r.env) == (target.name, target.env)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -302,11 +303,19 @@ async def test_a_restart_sweeps_what_an_earlier_run_left(
     expired = f"kj_qdeadbeef_{past}"
     # Another replica's live session: not expired, not recorded by a runner on this host.
     elsewhere = f"kj_s8_{future}"
-    for name in (recorded, expired, elsewhere):
+    # A replica on this same host whose process still runs (here: the test's own process).
+    neighbour = f"kj_s9_{future}"
+    ended = await asyncio.create_subprocess_exec("true")  # a process of this host, ended
+    await ended.wait()
+    for name in (recorded, expired, elsewhere, neighbour):
         mariadb.query("CREATE USER %s@'%%' IDENTIFIED BY 'leftover-pw'", (name,))
     store_path = tmp_path / "state.db"
     store = await SqliteStore.open(str(store_path))
-    for session_id, user, runner in ((7, recorded, "test:1"), (8, elsewhere, "elsewhere:2")):
+    for session_id, user, runner in (
+        (7, recorded, f"test:{ended.pid}:a1"),
+        (8, elsewhere, "elsewhere:2:b2"),
+        (9, neighbour, f"test:{os.getpid()}:c3"),
+    ):
         await store.put_db_session(
             DbSessionRecord(
                 id=session_id,
@@ -334,11 +343,12 @@ async def test_a_restart_sweeps_what_an_earlier_run_left(
         await startup_sweep(bot)
         users = mariadb.kajitori_users()
         assert recorded not in users and expired not in users
-        assert elsewhere in users
-        assert [r.id for r in await bot.services.store.list_db_sessions()] == [8]
+        assert elsewhere in users and neighbour in users
+        assert [r.id for r in await bot.services.store.list_db_sessions()] == [8, 9]
     finally:
         await bot.close()
-        mariadb.query("DROP USER IF EXISTS %s@'%%'", (elsewhere,))
+        for name in (elsewhere, neighbour):
+            mariadb.query("DROP USER IF EXISTS %s@'%%'", (name,))
 
 
 async def test_a_one_shot_run_sweeps_nothing_and_reaches_the_database_at_first_use(
