@@ -183,9 +183,10 @@ async def test_events_orders_what_was_scheduled_by_start_and_leaves_out_ended_he
     sandbox: Any, make_bot: BotMaker
 ) -> None:
     now = datetime.now(UTC).replace(second=0, microsecond=0)
+    # All before the seed's first item (day 2 at 01:00, at least 25 hours away).
     web = sandbox.seeded["web_instance_ids/staging"][-1]
     sandbox.schedule_instance_event(
-        web, "instance-retirement", now + timedelta(hours=30), description="degraded host"
+        web, "instance-retirement", now + timedelta(hours=20), description="degraded host"
     )
     # An instance of staging's Aurora cluster.
     sandbox.schedule_db_maintenance(
@@ -214,7 +215,7 @@ async def test_events_orders_what_was_scheduled_by_start_and_leaves_out_ended_he
         ],
         [_when(now + timedelta(hours=5)), "RDS", "db main/staging", "main-staging-2", "db-upgrade"],
         [
-            _when(now + timedelta(hours=30)),
+            _when(now + timedelta(hours=20)),
             "EC2",
             "web/staging",
             web,
