@@ -201,26 +201,37 @@ class Sandbox:
             self._seed_scheduled_events()
 
     def _seed_scheduled_events(self) -> None:
-        """One of each thing AWS schedules, on staging's resources, a few days ahead."""
+        """What AWS schedules, a few days ahead: a reboot of a staging web instance and
+        maintenance of staging's database; the retirement of a production web instance
+        (an EC2 event and its AWS Health event); and a Health notice for the whole account."""
         today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         web = self.seeded["web_instance_ids/staging"][0]
         reboot = today + timedelta(days=2, hours=1)
         self.schedule_instance_event(web, "system-reboot", reboot, reboot + timedelta(hours=2))
+        update = today + timedelta(days=4, hours=18)
         self.schedule_db_maintenance(
             f"arn:aws:rds:{REGION}:{ACCOUNT_ID}:cluster:main-staging",
             "system-update",
-            auto_applied_after=today + timedelta(days=4, hours=18),
+            auto_applied_after=update,
             description="New Operating System update is available",
         )
+        retiring = self.seeded["web_instance_ids/production"][0]
+        retirement = today + timedelta(days=6, hours=3)
+        self.schedule_instance_event(
+            retiring, "instance-retirement", retirement, description="degraded hardware"
+        )
         self.add_health_event(
-            "EC2",
-            "AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED",
-            today + timedelta(days=6, hours=3),
+            "EC2", "AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED", retirement, entities=(retiring,)
+        )
+        notice = today + timedelta(days=9)
+        self.add_health_event(
+            "EC2", "AWS_EC2_OPERATIONAL_NOTIFICATION", notice, category="accountNotification"
         )
         self.seeded["scheduled"] = {
             "ec2": (web, reboot),
-            "rds": ("main-staging", today + timedelta(days=4, hours=18)),
-            "health": ("EC2", today + timedelta(days=6, hours=3)),
+            "rds": ("main-staging", update),
+            "retirement": (retiring, retirement),
+            "account": ("EC2", notice),
         }
 
     def set_quota(
@@ -247,11 +258,12 @@ class Sandbox:
         *,
         description: str = "",
         region: str = REGION,
+        account_id: str = ACCOUNT_ID,
     ) -> str:
         """Schedule an EC2 event (`system-reboot`, `instance-retirement`, ...) on an
         instance, as AWS does; DescribeInstanceStatus lists it. Returns the event's id."""
         return scheduled_events.schedule_instance_event(
-            ACCOUNT_ID,
+            account_id,
             region,
             instance_id,
             code,
@@ -270,9 +282,10 @@ class Sandbox:
         description: str = "",
     ) -> None:
         """Make an RDS maintenance action (`system-update`, `db-upgrade`, ...) pending on
-        the DB instance or cluster `arn`; DescribePendingMaintenanceActions lists it."""
+        the DB instance or cluster `arn` (in the account the ARN names);
+        DescribePendingMaintenanceActions lists it."""
         scheduled_events.schedule_db_maintenance(
-            ACCOUNT_ID,
+            arn.split(":")[4],
             arn,
             action,
             auto_applied_after=auto_applied_after,
@@ -289,11 +302,24 @@ class Sandbox:
         *,
         category: str = "scheduledChange",
         region: str = REGION,
+        entities: tuple[str, ...] = (),
+        account_id: str = ACCOUNT_ID,
+        public: bool = False,
     ) -> str:
-        """Record an AWS Health event of the account; DescribeEvents lists it (`upcoming`
-        before `start`, `open` until `end`, then `closed`). Returns its ARN."""
+        """Record an AWS Health event of the account affecting `entities` (none: the whole
+        account), or a `public` one; DescribeEvents lists it (`upcoming` before `start`,
+        `open` until `end`, then `closed`), DescribeAffectedEntities its entities. Returns
+        its ARN."""
         return scheduled_events.add_health_event(
-            region, service, event_type_code, category=category, start=start, end=end
+            account_id,
+            region,
+            service,
+            event_type_code,
+            category=category,
+            start=start,
+            end=end,
+            entities=entities,
+            public=public,
         )
 
     def _started_runtime(self) -> extensions.Runtime:

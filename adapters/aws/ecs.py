@@ -22,6 +22,7 @@ from bot.ports.ecs import (
 )
 
 # DescribeTasks takes at most 100 tasks per call.
+_DESCRIBE_CONTAINER_INSTANCES_BATCH = 100
 _DESCRIBE_TASKS_BATCH = 100
 # ECS keeps stopped tasks for about an hour; a service crash-looping for that hour still
 # answers in a few calls.
@@ -250,6 +251,25 @@ class AwsEcs:
             tasks = [t for t in tasks if t.get("startedBy") == started_by]
         tasks.sort(key=lambda t: t.get("stoppedAt") or t.get("createdAt") or 0, reverse=True)
         return [_stopped_task(t) for t in tasks[:limit]]
+
+    async def container_instances(self, scope: AwsScope, cluster: str) -> list[str]:
+        ecs = await self._clients.client("ecs", scope)
+        arns: list[str] = []
+        paginator = ecs.get_paginator("list_container_instances")
+        async for page in paginator.paginate(cluster=cluster):
+            arns.extend(page.get("containerInstanceArns", []))
+        found: list[str] = []
+        for start in range(0, len(arns), _DESCRIBE_CONTAINER_INSTANCES_BATCH):
+            response = await ecs.describe_container_instances(
+                cluster=cluster,
+                containerInstances=arns[start : start + _DESCRIBE_CONTAINER_INSTANCES_BATCH],
+            )
+            found.extend(
+                str(i["ec2InstanceId"])
+                for i in response.get("containerInstances", [])
+                if i.get("ec2InstanceId")
+            )
+        return found
 
     async def find_image(
         self, scope: AwsScope, repository: str, tag: str, registry_id: str | None = None

@@ -11,6 +11,7 @@ from typing import Any
 
 from adapters.aws.clients import AwsClients
 from adapters.aws.health import aws_time, health_events
+from bot.config import AwsScope
 from bot.ports.events import QueuedMessage, Upcoming
 
 log = logging.getLogger(__name__)
@@ -74,8 +75,8 @@ class AwsUpcoming:
     def __init__(self, aws: AwsClients) -> None:
         self._aws = aws
 
-    async def ec2_scheduled_events(self, region: str) -> list[Upcoming]:
-        ec2 = await self._aws.client("ec2", region)
+    async def ec2_scheduled_events(self, scope: AwsScope) -> list[Upcoming]:
+        ec2 = await self._aws.client("ec2", scope)
         found: list[Upcoming] = []
         paginator = ec2.get_paginator("describe_instance_status")
         async for page in paginator.paginate(IncludeAllInstances=True):
@@ -98,11 +99,14 @@ class AwsUpcoming:
                     )
         return found
 
-    async def rds_pending_maintenance(self, region: str) -> list[Upcoming]:
-        rds = await self._aws.client("rds", region)
-        response = await rds.describe_pending_maintenance_actions()
+    async def rds_pending_maintenance(self, scope: AwsScope) -> list[Upcoming]:
+        rds = await self._aws.client("rds", scope)
+        resources: list[dict[str, Any]] = []
+        paginator = rds.get_paginator("describe_pending_maintenance_actions")
+        async for page in paginator.paginate():
+            resources.extend(page.get("PendingMaintenanceActions", []))
         found: list[Upcoming] = []
-        for resource in response.get("PendingMaintenanceActions", []):
+        for resource in resources:
             arn = str(resource.get("ResourceIdentifier", ""))
             for action in resource.get("PendingMaintenanceActionDetails", []):
                 starts = _time(action.get("CurrentApplyDate")) or _time(
@@ -123,5 +127,5 @@ class AwsUpcoming:
                 )
         return found
 
-    async def health_events(self, region: str) -> list[Upcoming]:
-        return await health_events(self._aws, region)
+    async def health_events(self, scope: AwsScope) -> list[Upcoming]:
+        return await health_events(self._aws, scope)

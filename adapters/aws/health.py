@@ -1,4 +1,5 @@
-"""AWS Health on aiobotocore: the account's open and upcoming events (DescribeEvents).
+"""AWS Health on aiobotocore: the account's open and upcoming events (DescribeEvents) and
+the entities they affect (DescribeAffectedEntities).
 
 Its own module: AWS Health's operation names (DescribeEvents) are also RDS's, and each
 adapter module's AWS calls are matched to the IAM policy by the services it uses."""
@@ -12,6 +13,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from adapters.aws.clients import AwsClients
+from bot.config import AwsScope
 from bot.ports.events import Upcoming
 
 log = logging.getLogger(__name__)
@@ -26,13 +28,21 @@ def aws_time(value: Any) -> datetime | None:
     return None
 
 
-async def health_events(aws: AwsClients, region: str) -> list[Upcoming]:
-    """Open and upcoming AWS Health events of the account in `region`."""
-    health = await aws.client("health", HEALTH_REGION)
+# DescribeAffectedEntities takes at most 10 event ARNs at a time.
+_EVENTS_PER_ENTITY_CALL = 10
+
+
+async def health_events(aws: AwsClients, scope: AwsScope) -> list[Upcoming]:
+    """Open and upcoming AWS Health events of the scope's account in its region, with the
+    entities each affects."""
+    health = await aws.client("health", scope.in_region(HEALTH_REGION))
+    events: list[dict[str, Any]] = []
     try:
-        response = await health.describe_events(
-            filter={"regions": [region], "eventStatusCodes": ["open", "upcoming"]}
-        )
+        paginator = health.get_paginator("describe_events")
+        async for page in paginator.paginate(
+            filter={"regions": [scope.region], "eventStatusCodes": ["open", "upcoming"]}
+        ):
+            events.extend(page.get("events", []))
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code", "")
         if code == "SubscriptionRequiredException":
@@ -40,6 +50,18 @@ async def health_events(aws: AwsClients, region: str) -> list[Upcoming]:
             log.info("AWS Health's API is not available to this account (%s)", code)
             return []
         raise
+    # Public events concern everyone in the region and list no entities of the account.
+    specific = [str(e["arn"]) for e in events if e.get("eventScopeCode") != "PUBLIC"]
+    entities: dict[str, list[str]] = {}
+    for start in range(0, len(specific), _EVENTS_PER_ENTITY_CALL):
+        paginator = health.get_paginator("describe_affected_entities")
+        async for page in paginator.paginate(
+            filter={"eventArns": specific[start : start + _EVENTS_PER_ENTITY_CALL]}
+        ):
+            for entity in page.get("entities", []):
+                value = str(entity.get("entityValue", ""))
+                if value:
+                    entities.setdefault(str(entity.get("eventArn", "")), []).append(value)
     return [
         Upcoming(
             source="Health",
@@ -48,6 +70,7 @@ async def health_events(aws: AwsClients, region: str) -> list[Upcoming]:
             starts=aws_time(event.get("startTime")),
             ends=aws_time(event.get("endTime")),
             status=str(event.get("statusCode", "")),
+            entities=entities.get(str(event.get("arn", "")), []),
         )
-        for event in response.get("events", [])
+        for event in events
     ]

@@ -58,6 +58,7 @@ UNSCOPED_READS = (
     "ec2:DescribeImages",
     "ec2:DescribeInstanceStatus",
     "elasticloadbalancing:DescribeTargetGroupAttributes",
+    "health:DescribeAffectedEntities",
     "health:DescribeEvents",
     "rds:DescribePendingMaintenanceActions",
     "ssm:DescribeInstanceInformation",
@@ -296,6 +297,8 @@ def account_policy(
     fleet_services: list[str] = []
     fleet_envs: list[str] = []
     groups: list[str] = []
+    ecs_clusters: list[str] = []
+    container_instances: list[str] = []
     clusters: list[str] = []
     instances: list[str] = []
     secrets: list[str] = []
@@ -304,6 +307,8 @@ def account_policy(
         for ecs in env.ecs:
             services.append(_arn(p, "ecs", r, a, f"service/{ecs.cluster}/{ecs.service}"))
             tasks.append(_arn(p, "ecs", r, a, f"task/{ecs.cluster}/*"))
+            ecs_clusters.append(_arn(p, "ecs", r, a, f"cluster/{ecs.cluster}"))
+            container_instances.append(_arn(p, "ecs", r, a, f"container-instance/{ecs.cluster}/*"))
             families.append(_arn(p, "ecs", r, a, f"task-definition/{ecs.family}:*"))
             task_roles.extend(ecs.roles)
             if ecs.repository is not None:
@@ -334,6 +339,21 @@ def account_policy(
             _statement("ReadTheConfiguredEcsServices", ["ecs:DescribeServices"], services)
         )
         statements.append(_statement("ReadTheirTasks", ["ecs:DescribeTasks"], tasks))
+        # `events ENV`: the EC2 instances of the clusters (EC2 launch type) the services run on.
+        statements.append(
+            _statement(
+                "ListTheirContainerInstances",
+                ["ecs:ListContainerInstances"],
+                ecs_clusters,
+            )
+        )
+        statements.append(
+            _statement(
+                "ReadTheirContainerInstances",
+                ["ecs:DescribeContainerInstances"],
+                container_instances,
+            )
+        )
         statements.append(
             _statement("DeployAndScaleTheConfiguredEcsServices", ["ecs:UpdateService"], services)
         )

@@ -57,6 +57,7 @@ from bot.model import (
     LockRecord,
     RequestStatus,
 )
+from bot.ports.store import EventClaim
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -701,6 +702,70 @@ class DynamoStore:
                 return _written_by(error, writer)
             raise
         return True
+
+    # --- AWS events: claim (a lease), then posted ----------------------------------------
+
+    async def claim_event(
+        self, event_id: str, token: str, lease_until: datetime, now: datetime
+    ) -> EventClaim:
+        writer = _writer()
+        try:
+            await self._client.put_item(
+                TableName=self._table,
+                Item={
+                    **self._key(f"event#{_safe_key(event_id)}"),
+                    "state": _string("claimed"),
+                    "token": _string(token),
+                    "until": _number(_micros(lease_until)),
+                    "writer": writer,
+                    TTL_ATTRIBUTE: _number(_ttl(lease_until)),
+                },
+                ConditionExpression="attribute_not_exists(pk) OR #until <= :now",
+                ExpressionAttributeNames={"#until": "until"},
+                ExpressionAttributeValues={":now": _number(_micros(now))},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if not _conditional_failed(error):
+                raise
+            if _written_by(error, writer):
+                return EventClaim.CLAIMED
+            held = error.response.get("Item") or {}
+            state = held.get("state", {}).get("S") if isinstance(held, Mapping) else None
+            return EventClaim.POSTED if state == "posted" else EventClaim.HELD
+        return EventClaim.CLAIMED
+
+    async def event_posted(self, event_id: str, remember_until: datetime) -> None:
+        await self._client.update_item(
+            TableName=self._table,
+            Key=self._key(f"event#{_safe_key(event_id)}"),
+            UpdateExpression="SET #state = :posted, #until = :until, #ttl = :ttl",
+            ExpressionAttributeNames={"#state": "state", "#until": "until", "#ttl": TTL_ATTRIBUTE},
+            ExpressionAttributeValues={
+                ":posted": _string("posted"),
+                ":until": _number(_micros(remember_until)),
+                ":ttl": _number(_ttl(remember_until)),
+            },
+        )
+
+    async def release_event(self, event_id: str, token: str, now: datetime) -> None:
+        try:
+            await self._client.update_item(
+                TableName=self._table,
+                Key=self._key(f"event#{_safe_key(event_id)}"),
+                UpdateExpression="SET #until = :now",
+                ConditionExpression="#token = :token AND #state = :claimed",
+                ExpressionAttributeNames={"#until": "until", "#token": "token", "#state": "state"},
+                ExpressionAttributeValues={
+                    ":now": _number(_micros(now)),
+                    ":token": _string(token),
+                    ":claimed": _string("claimed"),
+                },
+            )
+        except ClientError as error:
+            if not _conditional_failed(error):
+                raise
+            # Taken over by another replica meanwhile, or posted: nothing of ours to end.
 
     # --- small values -------------------------------------------------------------------
 

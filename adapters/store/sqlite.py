@@ -8,7 +8,7 @@ import contextlib
 import functools
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,6 +24,7 @@ from bot.model import (
     LockRecord,
     RequestStatus,
 )
+from bot.ports.store import EventClaim
 
 M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R")
@@ -76,7 +77,13 @@ CREATE INDEX IF NOT EXISTS deploys_by_service ON deploys (service, env, id);
 CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, expires_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS db_sessions (id INTEGER PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS event_claims (event_id TEXT PRIMARY KEY, state TEXT NOT NULL,
+    token TEXT NOT NULL, until TEXT NOT NULL);
 """
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _ts(value: datetime) -> str:
@@ -321,6 +328,35 @@ class SqliteStore:
             (key, _ts(expires_at), now),
         )
         return cursor.rowcount == 1
+
+    # AWS events: claim (a lease), then posted
+    async def claim_event(
+        self, event_id: str, token: str, lease_until: datetime, now: datetime
+    ) -> EventClaim:
+        cursor = await self._db.execute(
+            "INSERT INTO event_claims (event_id, state, token, until) VALUES (?, 'claimed', ?, ?) "
+            "ON CONFLICT (event_id) DO UPDATE SET state = 'claimed', token = excluded.token, "
+            "until = excluded.until WHERE event_claims.until <= ?",
+            (event_id, token, _ts(_utc(lease_until)), _ts(_utc(now))),
+        )
+        if cursor.rowcount == 1:
+            return EventClaim.CLAIMED
+        row = await self._one("SELECT state FROM event_claims WHERE event_id = ?", (event_id,))
+        return EventClaim.POSTED if row and row[0] == "posted" else EventClaim.HELD
+
+    async def event_posted(self, event_id: str, remember_until: datetime) -> None:
+        await self._db.execute(
+            "INSERT INTO event_claims (event_id, state, token, until) VALUES (?, 'posted', '', ?) "
+            "ON CONFLICT (event_id) DO UPDATE SET state = 'posted', until = excluded.until",
+            (event_id, _ts(_utc(remember_until))),
+        )
+
+    async def release_event(self, event_id: str, token: str, now: datetime) -> None:
+        await self._db.execute(
+            "UPDATE event_claims SET until = ? "
+            "WHERE event_id = ? AND token = ? AND state = 'claimed'",
+            (_ts(_utc(now)), event_id, token),
+        )
 
     # small values
     async def get_value(self, key: str) -> str | None:

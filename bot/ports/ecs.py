@@ -196,6 +196,9 @@ class EcsPort(Protocol):
     ) -> list[StoppedTask]:
         """The service's stopped tasks (newest first), optionally only one deployment's."""
 
+    async def container_instances(self, scope: AwsScope, cluster: str) -> list[str]:
+        """The EC2 instance ids of the cluster's container instances (none on Fargate)."""
+
     async def force_new_deployment(self, scope: AwsScope, target: EcsTarget) -> str:
         """A new deployment of the revision the service runs (`forceNewDeployment`), with
         the circuit breaker on; returns its id."""

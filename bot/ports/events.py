@@ -6,7 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+
+from bot.config import AwsScope
 
 
 class QueuedMessage(BaseModel):
@@ -31,21 +33,30 @@ class Upcoming(BaseModel):
     """Something AWS will do to a resource: a maintenance, a retirement, a change."""
 
     source: str  # "EC2", "RDS", "Health"
+    # EC2: the instance id; RDS: the DB instance or cluster id; Health: the AWS service.
     resource: str
     what: str
     starts: datetime | None = None
     ends: datetime | None = None
     status: str = ""
+    # Health: the affected entities (instance ids, DB ids, ARNs, or the account id for an
+    # event that concerns the whole account); empty for a public event.
+    entities: list[str] = Field(default_factory=list)
 
 
 class UpcomingPort(Protocol):
-    async def ec2_scheduled_events(self, region: str) -> list[Upcoming]:
-        """Scheduled events of the region's instances (reboot, retirement, maintenance)."""
+    """What AWS has scheduled in one account and region: `scope` is an environment's (its
+    role gives the account). Each method reads everything of the account and region; which
+    environment an item concerns is decided by its resources."""
 
-    async def rds_pending_maintenance(self, region: str) -> list[Upcoming]: ...
+    async def ec2_scheduled_events(self, scope: AwsScope) -> list[Upcoming]:
+        """Scheduled events of the instances (reboot, retirement, maintenance)."""
 
-    async def health_events(self, region: str) -> list[Upcoming]:
-        """Open and upcoming AWS Health events of the account in `region`."""
+    async def rds_pending_maintenance(self, scope: AwsScope) -> list[Upcoming]: ...
+
+    async def health_events(self, scope: AwsScope) -> list[Upcoming]:
+        """Open and upcoming AWS Health events of the account in the scope's region, each
+        with its affected entities."""
 
 
 class EventSink(Protocol):

@@ -4,6 +4,7 @@ for DynamoDB can implement it with conditional writes and expiry attributes."""
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Protocol
 
 from bot.model import (
@@ -80,6 +81,21 @@ class Store(Protocol):
     async def first_seen(self, key: str, expires_at: datetime) -> bool:
         """True the first time `key` is seen (until it expires), False afterwards."""
 
+    # AWS events taken from a queue: a lease while one replica posts, then posted
+    async def claim_event(
+        self, event_id: str, token: str, lease_until: datetime, now: datetime
+    ) -> EventClaim:
+        """Claim the event for this replica (`token`) until `lease_until`. CLAIMED when it
+        is new, or its earlier claim ran out (or was released) before `now` unposted;
+        HELD while another claim runs; POSTED once it was posted (until remembered)."""
+
+    async def event_posted(self, event_id: str, remember_until: datetime) -> None:
+        """The event was posted: later copies until `remember_until` are duplicates."""
+
+    async def release_event(self, event_id: str, token: str, now: datetime) -> None:
+        """End this replica's claim at `now` (posting failed): the next copy may claim it.
+        A claim another replica has taken over since is left alone."""
+
     # small values kept between runs (the quota watcher's last reported level per quota)
     async def get_value(self, key: str) -> str | None: ...
     async def swap_value(self, key: str, expected: str | None, value: str) -> bool:
@@ -89,3 +105,9 @@ class Store(Protocol):
     async def put_db_session(self, session: DbSessionRecord) -> None: ...
     async def list_db_sessions(self) -> list[DbSessionRecord]: ...
     async def delete_db_session(self, session_id: int) -> None: ...
+
+
+class EventClaim(StrEnum):
+    CLAIMED = "claimed"  # this replica's now: post it, then mark it posted
+    HELD = "held"  # another replica's claim still runs: keep the message, it comes back
+    POSTED = "posted"  # posted already: a duplicate

@@ -10,6 +10,7 @@ visibility timeout.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,6 +23,7 @@ from bot.config import EventsConfig
 from bot.grammar import format_duration
 from bot.messages import Button, Message, Tone
 from bot.model import Origin
+from bot.ports.store import EventClaim
 from bot.services import Services
 from commands.events.notices import (
     Kind,
@@ -37,21 +39,20 @@ from commands.events.notices import (
 log = logging.getLogger(__name__)
 
 REMEMBER_EVENTS = timedelta(days=1)
-_RETRY = "retry"
-_CLAIMED = "claimed"
 
 
 class Handled(StrEnum):
     POSTED = "posted"
     EDITED = "edited"  # folded into an alarm's message
     DIGESTED = "digested"  # over the channel's rate limit: in the next digest line
-    DUPLICATE = "duplicate"  # another replica (or an earlier copy) has it
+    DUPLICATE = "duplicate"  # another replica (or an earlier copy) posted it
+    HELD = "held"  # another replica is posting it: keep the message, it comes back
     DROPPED = "dropped"  # ignored by the config, not worth a post, or unreadable
     FAILED = "failed"  # could not be posted: keep the message, it comes back
 
     @property
     def done(self) -> bool:
-        return self is not Handled.FAILED
+        return self not in (Handled.FAILED, Handled.HELD)
 
 
 class AlarmRecord(BaseModel):
@@ -123,29 +124,32 @@ class EventIntake:
             return Handled.DROPPED
         if is_ignored(notice, self.config.ignore) or not worth_posting(notice):
             return Handled.DROPPED
-        if not await self._claim(notice.event_id):
+        # A lease, not a permanent claim: a replica that stops between claiming and posting
+        # leaves a claim that runs out, and the message's next copy (SQS offers it again
+        # after its visibility timeout) is posted by whoever receives it.
+        store, now = self.services.store, self.services.clock.now()
+        token = secrets.token_hex(8)
+        lease_until = now + self.config.visibility_timeout
+        claim = await store.claim_event(notice.event_id, token, lease_until, now)
+        if claim is EventClaim.POSTED:
             return Handled.DUPLICATE
+        if claim is EventClaim.HELD:
+            return Handled.HELD
         try:
             handled = await self._post(notice)
         except Exception:
             log.exception("posting event %s failed", notice.event_id)
             handled = Handled.FAILED
         if handled is Handled.FAILED:
-            await self._release(notice.event_id)
+            await store.release_event(notice.event_id, token, self.services.clock.now())
+            return handled
+        try:
+            await store.event_posted(notice.event_id, self.services.clock.now() + REMEMBER_EVENTS)
+        except Exception:
+            # Posted all the same: the message is done with. A later copy may be posted
+            # again once the claim runs out.
+            log.exception("recording event %s as posted failed", notice.event_id)
         return handled
-
-    async def _claim(self, event_id: str) -> bool:
-        store, now = self.services.store, self.services.clock.now()
-        if await store.first_seen(f"event:{event_id}", now + REMEMBER_EVENTS):
-            return True
-        # Seen before: only an event whose posting failed may be claimed again.
-        return await store.swap_value(f"event-retry:{event_id}", _RETRY, _CLAIMED)
-
-    async def _release(self, event_id: str) -> None:
-        store = self.services.store
-        key = f"event-retry:{event_id}"
-        current = await store.get_value(key)
-        await store.swap_value(key, current, _RETRY)
 
     async def _post(self, notice: Notice) -> Handled:
         channel = self.channel_for(notice)

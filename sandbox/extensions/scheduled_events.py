@@ -11,10 +11,17 @@ for the seed and the tests, and answers the read APIs in AWS's documented shapes
 - RDS `ResourcePendingMaintenanceActions` from DescribePendingMaintenanceActions
   (https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_DescribePendingMaintenanceActions.html,
   https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_PendingMaintenanceAction.html);
-- AWS Health `Event` from DescribeEvents, a JSON-protocol call with the header
-  `X-Amz-Target: AWSHealth_20160804.DescribeEvents`
+- AWS Health `Event` from DescribeEvents and `AffectedEntity` from DescribeAffectedEntities,
+  JSON-protocol calls with the header `X-Amz-Target: AWSHealth_20160804.<Operation>`
   (https://docs.aws.amazon.com/health/latest/APIReference/API_DescribeEvents.html,
-  https://docs.aws.amazon.com/health/latest/APIReference/API_Event.html).
+  https://docs.aws.amazon.com/health/latest/APIReference/API_Event.html,
+  https://docs.aws.amazon.com/health/latest/APIReference/API_DescribeAffectedEntities.html,
+  https://docs.aws.amazon.com/health/latest/APIReference/API_AffectedEntity.html).
+  An account-specific event belongs to one account, told by the request's access key as
+  moto tells it; a public event (`eventScopeCode` PUBLIC) is seen by every account and has
+  no entities. An account-specific event recorded without entities affects the account as
+  a whole: its one entity is the account id ("events that have impact beyond that of the
+  affected entities ... include at least one entity indicating this").
 
 EC2 and RDS state lives on moto's model objects and goes away with them on reset; the
 Health events live here, process-wide like moto's backends, and `clear_health_events`
@@ -24,6 +31,7 @@ drops them.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -31,6 +39,7 @@ from typing import Any, ClassVar
 
 from moto.core.responses import ActionResult
 from moto.ec2.models import ec2_backends
+from moto.iam.models import get_account_id_from
 from moto.moto_api._internal import mock_random
 from moto.rds.models import RDSBackend, rds_backends
 from moto.rds.responses import RDSResponse
@@ -176,12 +185,23 @@ def _describe_pending_maintenance_actions(self: RDSResponse) -> ActionResult:
 # AWS Health -------------------------------------------------------------------------------
 
 
+class _HealthEvent:
+    def __init__(self, event: dict[str, Any], account: str | None, entities: list[str]) -> None:
+        self.event = event
+        self.account = account  # None: public
+        self.entities = entities
+
+    def seen_by(self, account: str) -> bool:
+        return self.account is None or self.account == account
+
+
 class _HealthEvents:
     lock = threading.Lock()
-    events: ClassVar[list[dict[str, Any]]] = []
+    events: ClassVar[list[_HealthEvent]] = []
 
 
 def add_health_event(
+    account_id: str,
     region: str,
     service: str,
     event_type_code: str,
@@ -189,10 +209,16 @@ def add_health_event(
     category: str,
     start: datetime,
     end: datetime | None = None,
+    entities: Iterable[str] = (),
+    public: bool = False,
 ) -> str:
-    """Record an account-specific AWS Health event; returns its ARN."""
+    """Record an AWS Health event of the account (or, `public`, of everyone in the region)
+    affecting `entities` (instance ids, DB ids, ARNs); returns its ARN."""
     if category not in HEALTH_CATEGORIES:
         raise ValueError(f"unknown event category {category!r}; one of {HEALTH_CATEGORIES}")
+    affected = list(entities)
+    if public and affected:
+        raise ValueError("a public AWS Health event has no affected entities of an account")
     suffix = mock_random.get_random_hex(12).upper()
     arn = f"arn:aws:health:{region}::event/{service}/{event_type_code}/{event_type_code}_{suffix}"
     event: dict[str, Any] = {
@@ -203,12 +229,14 @@ def add_health_event(
         "region": region,
         "startTime": _utc(start),
         "lastUpdatedTime": datetime.now(UTC),
-        "eventScopeCode": "ACCOUNT_SPECIFIC",
+        "eventScopeCode": "PUBLIC" if public else "ACCOUNT_SPECIFIC",
     }
     if end is not None:
         event["endTime"] = _utc(end)
     with _HealthEvents.lock:
-        _HealthEvents.events.append(event)
+        _HealthEvents.events.append(
+            _HealthEvent(event, None if public else account_id, affected or [account_id])
+        )
     return arn
 
 
@@ -239,26 +267,73 @@ def _health_filter_keeps(event: dict[str, Any], wanted: dict[str, Any]) -> bool:
 _TOKEN_PREFIX = "events-from-"  # AWS's tokens are 4 characters or more
 
 
-def describe_health_events(request: dict[str, Any]) -> dict[str, Any]:
-    """DescribeEvents: the events the filter keeps, most recently updated first."""
-    now = datetime.now(UTC)
-    with _HealthEvents.lock:
-        events = [{**e, "statusCode": _status(e, now)} for e in _HealthEvents.events]
-    wanted = request.get("filter") or {}
-    kept = [e for e in events if _health_filter_keeps(e, wanted)]
-    kept.sort(key=lambda e: e["lastUpdatedTime"], reverse=True)
+def _page(request: dict[str, Any], items: list[dict[str, Any]], key: str) -> dict[str, Any]:
     token = str(request.get("nextToken") or "")
     start = int(token.removeprefix(_TOKEN_PREFIX)) if token else 0
     size = int(request.get("maxResults") or 10)
-    page = kept[start : start + size]
+    page = items[start : start + size]
     result: dict[str, Any] = {
-        "events": [
+        key: [
             {k: v.timestamp() if isinstance(v, datetime) else v for k, v in e.items()} for e in page
         ]
     }
-    if start + size < len(kept):
+    if start + size < len(items):
         result["nextToken"] = f"{_TOKEN_PREFIX}{start + size}"
     return result
+
+
+def describe_health_events(request: dict[str, Any], account: str) -> dict[str, Any]:
+    """DescribeEvents: the account's (and public) events the filter keeps, most recently
+    updated first."""
+    now = datetime.now(UTC)
+    with _HealthEvents.lock:
+        events = [
+            {**e.event, "statusCode": _status(e.event, now)}
+            for e in _HealthEvents.events
+            if e.seen_by(account)
+        ]
+    wanted = request.get("filter") or {}
+    kept = [e for e in events if _health_filter_keeps(e, wanted)]
+    kept.sort(key=lambda e: e["lastUpdatedTime"], reverse=True)
+    return _page(request, kept, "events")
+
+
+def describe_affected_entities(request: dict[str, Any], account: str) -> dict[str, Any]:
+    """DescribeAffectedEntities: the entities of the events named (1 to 10 ARNs)."""
+    wanted = request.get("filter") or {}
+    arns = wanted.get("eventArns") or []
+    if not 1 <= len(arns) <= 10:
+        raise ValueError("filter.eventArns must name 1 to 10 events")
+    values = set(wanted.get("entityValues") or [])
+    with _HealthEvents.lock:
+        chosen = [
+            e for e in _HealthEvents.events if e.event["arn"] in arns and e.account == account
+        ]
+    found = [
+        {
+            "entityArn": f"arn:aws:health:{e.event['region']}:{account}:entity/{index}",
+            "eventArn": e.event["arn"],
+            "entityValue": value,
+            "awsAccountId": account,
+            "lastUpdatedTime": e.event["lastUpdatedTime"],
+            "statusCode": "IMPAIRED" if e.event["eventTypeCategory"] == "issue" else "PENDING",
+        }
+        for e in chosen
+        for index, value in enumerate(e.entities)
+        if not values or value in values
+    ]
+    found.sort(key=lambda e: e["lastUpdatedTime"], reverse=True)
+    return _page(request, found, "entities")
+
+
+_ACCESS_KEY = re.compile(r"Credential=([^/]+)/")
+
+
+def _account_of(environ: dict[str, Any]) -> str:
+    """The account of the request's access key, as moto tells it (assumed-role keys are
+    the role's account)."""
+    match = _ACCESS_KEY.search(str(environ.get("HTTP_AUTHORIZATION", "")))
+    return get_account_id_from(match.group(1) if match else "AKIAEXAMPLE")
 
 
 class HealthApi:
@@ -277,14 +352,22 @@ class HealthApi:
         status = "200 OK"
         try:
             request = json.loads(raw or b"{}")
-            if operation != "DescribeEvents":
+            operations = {
+                "DescribeEvents": describe_health_events,
+                "DescribeAffectedEntities": describe_affected_entities,
+            }
+            answer = operations.get(operation)
+            if answer is None:
                 status = "400 Bad Request"
                 body: dict[str, Any] = {
                     "__type": "UnsupportedOperation",
-                    "message": f"the sandbox's AWS Health answers DescribeEvents, not {operation}",
+                    "message": (
+                        "the sandbox's AWS Health answers DescribeEvents and "
+                        f"DescribeAffectedEntities, not {operation}"
+                    ),
                 }
             else:
-                body = describe_health_events(request)
+                body = answer(request, _account_of(environ))
         except (ValueError, TypeError) as error:
             status = "400 Bad Request"
             body = {"__type": "InvalidRequestException", "message": str(error)}

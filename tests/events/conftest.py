@@ -11,9 +11,10 @@ import boto3
 import pytest
 
 from adapters.bootstrap import Bot, build_bot
-from adapters.store.sqlite import SqliteStore
+from bot.clock import Clock
 from bot.config import Config, Settings, parse_config
 from bot.polling import Polling
+from bot.ports.store import Store
 from tests.conftest import demo_data
 from tests.support.chat import Posted, RecordingChat
 
@@ -62,7 +63,8 @@ async def make_bot(sandbox: Any) -> AsyncIterator[BotMaker]:
         chat: RecordingChat | None = None,
         *,
         runner: str = "events-test",
-        store: SqliteStore | None = None,
+        store: Store | None = None,
+        clock: Clock | None = None,
     ) -> Bot:
         bot = await build_bot(
             config or events_config(),
@@ -70,6 +72,7 @@ async def make_bot(sandbox: Any) -> AsyncIterator[BotMaker]:
             chats=[chat or RecordingChat()],
             runner=runner,
             store=store,
+            clock=clock,
             polling=Polling(first=0.05, longest=0.5),
         )
         built.append(bot)

@@ -7,11 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from adapters.store.dynamodb import DynamoStore
 from adapters.store.sqlite import SqliteStore
 from bot.model import LockRecord
+from bot.ports.store import EventClaim, Store
 from tests.events.aws_examples import (
     ASG_LAUNCH_UNSUCCESSFUL,
     ECS_DEPLOYMENT_IN_PROGRESS,
@@ -20,7 +26,9 @@ from tests.events.aws_examples import (
     put_entry,
 )
 from tests.events.conftest import BotMaker, client, events_config, in_channel
+from tests.store.conftest import table_name
 from tests.support.chat import RecordingChat
+from tests.support.clock import ShiftedClock
 
 QUEUE = "https://sqs.ap-northeast-1.amazonaws.com/123456789012/kajitori-events"
 
@@ -134,6 +142,62 @@ async def test_two_replicas_on_one_queue_post_each_event_once(
     # 24 messages were read and deleted between the two: every event came twice.
     handled = sum(b.event_poller.counts["done"] for b in bots if b.event_poller is not None)
     assert handled == 24
+
+
+@pytest.fixture(params=["sqlite", "dynamodb"])
+async def shared_store(
+    request: pytest.FixtureRequest, sandbox: Any, tmp_path: Path
+) -> AsyncIterator[Store]:
+    if request.param == "sqlite":
+        sqlite = await SqliteStore.open(str(tmp_path / "shared.db"))
+        yield sqlite
+        await sqlite.close()
+        return
+    dynamo = await DynamoStore.open(table_name(), region="ap-northeast-1", endpoint_url=sandbox.url)
+    yield dynamo
+    await dynamo.close()
+
+
+async def test_an_event_claimed_by_a_replica_that_stopped_before_posting_is_posted_by_another(
+    sandbox: Any, make_bot: BotMaker, shared_store: Store
+) -> None:
+    put(sandbox, ecs_deployment("staging"))
+    # Replica A receives the message and claims the event, as the intake does, then stops
+    # before posting: the message stays in the queue and A's claim stays in the store.
+    sqs = client(sandbox, "sqs")
+    received = sqs.receive_message(QueueUrl=QUEUE, WaitTimeSeconds=5, VisibilityTimeout=1)
+    (message,) = received["Messages"]
+    event_id = json.loads(message["Body"])["id"]  # EventBridge gives the event its id
+    clock = ShiftedClock()
+    lease = clock.now() + timedelta(minutes=1)
+    claimed = await shared_store.claim_event(event_id, "replica-a", lease, clock.now())
+    assert claimed is EventClaim.CLAIMED
+
+    chat = RecordingChat()
+    bot = await make_bot(
+        events_config(visibility_timeout="1s"),
+        chat=chat,
+        runner="replica-b",
+        store=shared_store,
+        clock=clock,
+    )
+    poller = bot.event_poller
+    assert poller is not None
+    # While A's lease runs, B keeps the message (it comes back) instead of deleting it.
+    await wait_until(lambda: poller.counts["kept"] >= 2)
+    assert chat.posted == []
+    assert not queue_is_empty(sandbox)
+    # A's lease runs out unposted: the next copy B receives is posted, once.
+    clock.advance(timedelta(minutes=2))
+    await wait_until(lambda: len(chat.posted) >= 1)
+    await wait_until(lambda: queue_is_empty(sandbox))
+    assert [p.origin.channel for p in chat.posted] == ["local:staging"]
+    assert poller.counts["done"] == 1
+    # Posted: a later copy is a duplicate.
+    later = clock.now()
+    assert await shared_store.claim_event(event_id, "replica-c", later, later) is (
+        EventClaim.POSTED
+    )
 
 
 async def test_a_channel_over_its_rate_limit_gets_one_digest_line(

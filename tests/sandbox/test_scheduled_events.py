@@ -107,20 +107,49 @@ def test_health_events_are_filtered_paged_and_their_status_follows_the_clock(
             filter={"services": ["EC2"], "eventStatusCodes": ["upcoming"]}
         ).items()
     }
-    assert len(seeded) == 1  # the demo seed's retirement
+    assert len(seeded) == 2  # the demo seed's retirement and account notice
     assert arns(filter={"regions": ["ap-northeast-1"], "eventTypeCategories": ["issue"]}) == {
         ended: "closed",
         ongoing: "open",
     }
     assert arns(filter={"regions": ["us-west-2"]}) == {elsewhere: "upcoming"}
-    first = health.describe_events(maxResults=2)
-    assert len(first["events"]) == 2
-    rest = health.describe_events(maxResults=2, nextToken=first["nextToken"])
+    first = health.describe_events(maxResults=3)
+    assert len(first["events"]) == 3
+    rest = health.describe_events(maxResults=3, nextToken=first["nextToken"])
     assert "nextToken" not in rest
     everything = {e["arn"] for e in first["events"] + rest["events"]}
     assert everything == {ended, ongoing, elsewhere} | seeded
 
 
-def test_health_calls_other_than_describe_events_are_refused(aws: Aws) -> None:
+def test_health_events_belong_to_their_account_and_list_their_affected_entities(
+    sandbox: Sandbox, aws: Aws
+) -> None:
+    health = aws("health")
+    start = datetime(2030, 1, 2, 3, 4, tzinfo=UTC)
+    web = sandbox.seeded["web_instance_ids/staging"][0]
+    mine = sandbox.add_health_event(
+        "EC2", "AWS_EC2_SYSTEM_MAINTENANCE_EVENT", start, entities=(web,)
+    )
+    whole = sandbox.add_health_event("IAM", "AWS_IAM_NOTICE", start, category="accountNotification")
+    theirs = sandbox.add_health_event(
+        "EC2", "AWS_EC2_SYSTEM_MAINTENANCE_EVENT", start, account_id="210987654321"
+    )
+    public = sandbox.add_health_event("EC2", "AWS_EC2_OPERATIONAL_ISSUE", start, public=True)
+
+    seen = {e["arn"]: e["eventScopeCode"] for e in health.describe_events(maxResults=100)["events"]}
+    assert seen[mine] == seen[whole] == "ACCOUNT_SPECIFIC"
+    assert seen[public] == "PUBLIC"
+    assert theirs not in seen  # another account's
+
+    found = health.describe_affected_entities(filter={"eventArns": [mine, whole, theirs, public]})
+    entities = {(e["eventArn"], e["entityValue"]) for e in found["entities"]}
+    # An event without resources affects the account itself; public ones list none.
+    assert entities == {(mine, web), (whole, "123456789012")}
+    assert {e["awsAccountId"] for e in found["entities"]} == {"123456789012"}
+    with pytest.raises(ClientError, match="1 to 10"):
+        health.describe_affected_entities(filter={"eventArns": [mine] * 11})
+
+
+def test_health_calls_the_sandbox_does_not_answer_are_refused(aws: Aws) -> None:
     with pytest.raises(ClientError, match="answers DescribeEvents"):
         aws("health").describe_event_details(eventArns=["arn:aws:health:x::event/EC2/A/A_1"])

@@ -20,7 +20,7 @@ from bot.model import (
     RequestKind,
     RequestStatus,
 )
-from bot.ports.store import Store
+from bot.ports.store import EventClaim, Store
 
 RACERS = 25
 
@@ -484,3 +484,41 @@ async def test_swap_value_race_has_one_winner(store: Store) -> None:
     )
     assert results.count(True) == 1
     assert await store.get_value("level") == str(results.index(True) + 1)
+
+
+async def test_an_event_claim_is_a_lease_that_runs_out_unless_posted(store: Store) -> None:
+    start = now()
+    lease = start + timedelta(seconds=60)
+    assert await store.claim_event("ev-1", "a", lease, start) is EventClaim.CLAIMED
+    # While the first claim runs, a second copy is held back, not dropped.
+    assert await store.claim_event("ev-1", "b", lease, start) is EventClaim.HELD
+    # The claimer stopped without posting: once the lease has run out, the next one takes it.
+    later = lease + timedelta(seconds=1)
+    assert await store.claim_event("ev-1", "b", later + timedelta(seconds=60), later) is (
+        EventClaim.CLAIMED
+    )
+    await store.event_posted("ev-1", later + timedelta(days=1))
+    much_later = later + timedelta(hours=2)
+    assert await store.claim_event("ev-1", "c", much_later, much_later) is EventClaim.POSTED
+
+
+async def test_a_released_claim_is_claimed_again_and_a_stale_release_changes_nothing(
+    store: Store,
+) -> None:
+    start = now()
+    lease = start + timedelta(seconds=60)
+    assert await store.claim_event("ev-2", "a", lease, start) is EventClaim.CLAIMED
+    await store.release_event("ev-2", "a", start)  # posting failed
+    assert await store.claim_event("ev-2", "b", lease, start) is EventClaim.CLAIMED
+    await store.release_event("ev-2", "a", start)  # a's claim is long gone: b's stays
+    assert await store.claim_event("ev-2", "c", lease, start) is EventClaim.HELD
+
+
+async def test_an_event_claim_race_has_one_winner(store: Store) -> None:
+    start = now()
+    lease = start + timedelta(seconds=60)
+    results = await asyncio.gather(
+        *(store.claim_event("ev-race", f"r{i}", lease, start) for i in range(RACERS))
+    )
+    assert results.count(EventClaim.CLAIMED) == 1
+    assert results.count(EventClaim.HELD) == RACERS - 1
