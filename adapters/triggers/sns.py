@@ -174,7 +174,8 @@ def sns_handler(
             log.info("SNS unsubscribed %s", message.get("TopicArn"))
             return web.json_response({"ok": True})
         if not await sink.take(body.decode()):
-            return json_error(503, "the event could not be posted; SNS retries")
+            # Posting failed, or another replica is posting it right now: SNS delivers it again.
+            return json_error(503, "the event is not posted yet; SNS delivers it again")
         await sink.flush()
         return web.json_response({"ok": True})
 
