@@ -8,7 +8,9 @@ So every post goes through a queue per channel, sent by one worker per channel a
 the channel's rate, with a small burst:
 - a post a person waits for (a refusal, an approval request, a job's final message) goes
   before routine progress;
-- progress lines for the same thread that wait in the queue are sent as one message;
+- progress lines for the same thread that wait in the queue are sent as one message, and
+  when a post for that thread comes while they still wait (a job's final message), they go
+  out inside it: a job that ended needs no separate post for its last lines;
 - a 429 makes the worker wait as long as Slack says and try again: nothing is dropped.
 Edits of job heads share one workspace-wide budget the same way (`UpdateBudget`).
 """
@@ -93,6 +95,9 @@ class TokenBucket:
 
 Send = Callable[[], Awaitable[Any]]
 Merge = Callable[[list[str]], Send]
+# A post that can carry the progress lines still waiting in its thread: what to send
+# instead, or None when they do not fit in it.
+Fold = Callable[[list[str]], Send | None]
 
 
 @dataclass(order=True)
@@ -162,19 +167,32 @@ class ChannelPacer:
         self._progress: dict[tuple[str, str], _Post] = {}
         self._seq = itertools.count()
         self.rate_limited = 0  # 429s met, for the metrics and the benchmark
+        self.folded = 0  # waiting progress posts that went out inside a later post
 
     async def post(
-        self, channel: str, send: Send, *, priority: Priority, thread: str | None = None
+        self,
+        channel: str,
+        send: Send,
+        *,
+        priority: Priority,
+        thread: str | None = None,
+        fold: Fold | None = None,
     ) -> Any:
         """Send through `channel`'s queue; returns what `send` returned (or raises its error).
-        Progress still waiting in `thread` goes out first, whatever the priority."""
+        Progress still waiting in `thread` goes out inside this post when `fold` can carry
+        it, else first, whatever the priority."""
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         post = _Post(priority, next(self._seq), done, send=send)
         if thread is not None:
             waiting = self._progress.pop((channel, thread), None)
             if waiting is not None:
                 waiting.absorbed = True
-                post.before = waiting
+                folded = fold(list(waiting.lines)) if fold is not None else None
+                if folded is not None:
+                    post.send = folded
+                    self.folded += 1
+                else:
+                    post.before = waiting
         self._queue(channel).put_nowait(post)
         return await done
 
