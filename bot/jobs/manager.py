@@ -334,10 +334,13 @@ class JobManager:
                 if task is not None:
                     task.cancel()
                 return
+            services.metrics.lease_renewed("job")
             record.lease_expires = lease
             for lock in record.locks:
                 try:
-                    if not await self._locks.renew(lock, self._lock_lease):
+                    renewed = await self._locks.renew(lock, self._lock_lease)
+                    services.metrics.lease_renewed("lock")
+                    if not renewed:
                         log.warning("job %s lost its lock %s", record.id, lock.key)
                 except Exception as error:
                     log.warning("renewing lock %s failed: %r", lock.key, error)
