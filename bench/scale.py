@@ -287,10 +287,19 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             raise RuntimeError("a deploy was refused as too busy")
         peak_rss = idle_rss
         heads: set[str] = set()
+        # When each job's head and final message were first seen: how long each job ran.
+        head_seen: dict[str, float] = {}
+        final_seen: dict[str, float] = {}
         while True:
             peak_rss = max(peak_rss, rss_kb(pid))
             heads = {p.ts for p in slack.heads()}
-            if len(heads) >= len(targets) and heads <= finals(slack):
+            ended = finals(slack)
+            now = time.monotonic()
+            for ts in heads:
+                head_seen.setdefault(ts, now)
+            for ts in ended & heads:
+                final_seen.setdefault(ts, now)
+            if len(heads) >= len(targets) and heads <= ended:
                 break
             if time.monotonic() - begun > args.limit:
                 break
@@ -299,7 +308,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         done.set()
         await asyncio.gather(*loop)
         baseline = await baseline_task
-        job_minutes = len(targets) * last_final / 60
+        job_minutes = sum(final_seen[ts] - head_seen[ts] for ts in final_seen) / 60
         calls, renewals = await store_calls(session, url)
         calls, renewals = calls - calls_before, renewals - renewals_before
         lost = len(targets) - len(heads & finals(slack))
@@ -329,6 +338,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             ),
             "slack_posts": len(slack.posted),
             "slack_updates": len(slack.calls("chat.update")),
+            "job_minutes": round(job_minutes, 1),
             "rss_idle_kb": idle_rss,
             "rss_per_job_kb": round((peak_rss - idle_rss) / len(targets), 1),
             "store_ops_per_job_minute": round(calls / job_minutes, 2),
