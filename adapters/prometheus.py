@@ -51,6 +51,12 @@ class PrometheusMetrics:
         self.jobs_running = Gauge(
             "kajitori_jobs_running", "Jobs running on this replica", registry=registry
         )
+        self.lease_renewals = Counter(
+            "kajitori_lease_renewals",
+            "Leases running jobs renewed in the store, by what (job, lock)",
+            ["what"],
+            registry=registry,
+        )
         self.ack_seconds = Histogram(
             "kajitori_ack_seconds",
             "Time to answer a request from a chat or a webhook sender, by adapter",
@@ -95,6 +101,9 @@ class PrometheusMetrics:
 
     def ack_sent(self, adapter: str, seconds: float) -> None:
         self.ack_seconds.labels(adapter=adapter).observe(seconds)
+
+    def lease_renewed(self, what: str) -> None:
+        self.lease_renewals.labels(what=what).inc()
 
     # --- adapters -----------------------------------------------------------------------
 

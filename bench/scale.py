@@ -1,11 +1,13 @@
 """A hundred deploys at once in one Slack channel, within Slack's rate limits, with the ack
 still instant.
 
-    .venv/bin/python bench/scale.py [--deploys 100] [--services 200] [--step 2.0] [--speed 1]
+    .venv/bin/python bench/scale.py [--deploys 100] [--services 200] [--step 50] [--speed 1]
 
 Everything runs on this machine:
   - the AWS sandbox (its own process) with `--services` ECS services split over two
-    environments, rollouts slowed to `--step` seconds per scheduler step;
+    environments, rollouts slowed to `--step` seconds per scheduler step (a rollout is three
+    steps: the default makes it about two and a half minutes, as real ECS rollouts take
+    minutes);
   - a stand-in Slack Web API (in this process) that enforces Slack's published limits —
     chat.postMessage about once a second per channel with short bursts, chat.update 50 a
     minute per workspace — `--speed` times faster, answering 429 with Retry-After beyond them;
@@ -13,8 +15,13 @@ Everything runs on this machine:
     same `--speed`.
 `--deploys` slash commands `deploy SERVICE ENV v2` are sent at once in one channel, while a
 closed loop of `help` slash commands at concurrency 50 runs until the last job's final
-message has arrived. The sandbox's own rollout time is measured first, on a service of its
-own, with the same step. The last line printed is the figures as one JSON object.
+message has arrived. The sandbox's own rollout time is measured at the same time, on a
+service of its own that kajitori does not touch. Slack's pace sets a floor of its own: each
+job needs a head message and a final message in the channel, so the run cannot end sooner
+than `2 × deploys ÷ post rate` (`slack_floor_s`), and since a job's final message can only
+go once its rollout ended, not sooner than the rollout plus `deploys ÷ post rate`
+(`finish_ratio_floor` is that as a ratio). The last line printed is the figures as one
+JSON object.
 """
 
 from __future__ import annotations
@@ -150,24 +157,38 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-async def store_calls(session: aiohttp.ClientSession, url: str) -> float:
-    """DynamoDB calls the server made so far (its /metrics)."""
+STORE_CALLS = re.compile(
+    r'^kajitori_aws_call_duration_seconds_count\{[^}]*service="dynamodb"[^}]*\} (\S+)$'
+)
+LEASE_RENEWALS = re.compile(r"^kajitori_lease_renewals_total\{[^}]*\} (\S+)$")
+
+
+async def store_calls(session: aiohttp.ClientSession, url: str) -> tuple[float, float]:
+    """DynamoDB calls the server made so far, and how many of them renewed a lease (its
+    /metrics)."""
     async with session.get(f"{url}/metrics") as response:
         text = await response.text()
-    pattern = re.compile(
-        r'^kajitori_aws_call_duration_seconds_count\{[^}]*service="dynamodb"[^}]*\} (\S+)$'
-    )
-    return sum(float(m.group(1)) for line in text.splitlines() if (m := pattern.match(line)))
+
+    def total(pattern: re.Pattern[str]) -> float:
+        return sum(float(m.group(1)) for line in text.splitlines() if (m := pattern.match(line)))
+
+    return total(STORE_CALLS), total(LEASE_RENEWALS)
 
 
-async def post(session: aiohttp.ClientSession, url: str, signer: Signer, text: str) -> float:
+BUSY = "kajitori is busy"
+
+
+async def post(
+    session: aiohttp.ClientSession, url: str, signer: Signer, text: str
+) -> tuple[float, bool]:
+    """The ack's latency, and whether it refused the command as too busy."""
     body, headers = signer.request(text)
     begun = time.perf_counter()
     async with session.post(f"{url}/slack/events", data=body, headers=headers) as response:
-        await response.read()
+        answer = await response.read()
         if response.status != 200:
             raise RuntimeError(f"{text!r} answered {response.status}")
-    return time.perf_counter() - begun
+    return time.perf_counter() - begun, BUSY.encode() in answer
 
 
 def finals(slack: FakeSlack) -> set[str]:
@@ -195,7 +216,6 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 ),
             )
         )
-        baseline = await sandbox_rollout_seconds(box.url)
         names = service_names(args.services)
         config = yaml.safe_load(DEMO_CONFIG.read_text())
         config["store"] = f"dynamodb://kajitori-scale?region={REGION}"
@@ -247,27 +267,39 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         for _ in range(20):  # warm up
             await post(session, url, signer, "help")
         idle_rss = rss_kb(pid)
-        calls_before = await store_calls(session, url)
+        calls_before, renewals_before = await store_calls(session, url)
         targets = [(env, name) for env in ENVIRONMENTS for name in names[env]][: args.deploys]
 
         done = asyncio.Event()
-        acks: list[float] = []
+        acks: list[tuple[float, bool]] = []
 
         async def closed_loop() -> None:
             while not done.is_set():
                 acks.append(await post(session, url, signer, "help"))
 
         begun = time.monotonic()
+        baseline_task = asyncio.create_task(sandbox_rollout_seconds(box.url))
         loop = [asyncio.create_task(closed_loop()) for _ in range(CONCURRENCY)]
         deploy_acks = await asyncio.gather(
             *(post(session, url, signer, f"deploy {name} {env} v2") for env, name in targets)
         )
+        if any(busy for _, busy in deploy_acks):
+            raise RuntimeError("a deploy was refused as too busy")
         peak_rss = idle_rss
         heads: set[str] = set()
+        # When each job's head and final message were first seen: how long each job ran.
+        head_seen: dict[str, float] = {}
+        final_seen: dict[str, float] = {}
         while True:
             peak_rss = max(peak_rss, rss_kb(pid))
             heads = {p.ts for p in slack.heads()}
-            if len(heads) >= len(targets) and heads <= finals(slack):
+            ended = finals(slack)
+            now = time.monotonic()
+            for ts in heads:
+                head_seen.setdefault(ts, now)
+            for ts in ended & heads:
+                final_seen.setdefault(ts, now)
+            if len(heads) >= len(targets) and heads <= ended:
                 break
             if time.monotonic() - begun > args.limit:
                 break
@@ -275,17 +307,23 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         last_final = time.monotonic() - begun
         done.set()
         await asyncio.gather(*loop)
-        job_minutes = len(targets) * last_final / 60
-        calls = await store_calls(session, url) - calls_before
+        baseline = await baseline_task
+        job_minutes = sum(final_seen[ts] - head_seen[ts] for ts in final_seen) / 60
+        calls, renewals = await store_calls(session, url)
+        calls, renewals = calls - calls_before, renewals - renewals_before
         lost = len(targets) - len(heads & finals(slack))
         # 429s after the first second of sending (the "first burst").
         after_burst = [at for at, _ in slack.rate_limited if at - slack.rate_limited[0][0] > 1]
-        all_acks = sorted([*acks, *deploy_acks])
+        all_acks = sorted(seconds for seconds, _ in [*acks, *deploy_acks])
+        post_rate = 1.0 * args.speed
+        # A head and a final message per job, at the channel's pace.
+        floor = 2 * len(targets) / post_rate
         return {
             "deploys": len(targets),
             "services": args.services,
             "speed": args.speed,
             "acks": len(all_acks),
+            "acks_refused_busy": sum(busy for _, busy in acks),
             "ack_p50_ms": round(statistics.median(all_acks) * 1000, 2),
             "ack_p99_ms": round(all_acks[int(0.99 * (len(all_acks) - 1))] * 1000, 2),
             "rate_limited": len(slack.rate_limited),
@@ -294,11 +332,18 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "sandbox_rollout_s": round(baseline, 2),
             "last_final_s": round(last_final, 2),
             "finish_ratio": round(last_final / baseline, 3),
+            "slack_floor_s": round(floor, 1),
+            "finish_ratio_floor": round(
+                max(floor, baseline + len(targets) / post_rate) / baseline, 3
+            ),
             "slack_posts": len(slack.posted),
             "slack_updates": len(slack.calls("chat.update")),
+            "job_minutes": round(job_minutes, 1),
             "rss_idle_kb": idle_rss,
             "rss_per_job_kb": round((peak_rss - idle_rss) / len(targets), 1),
             "store_ops_per_job_minute": round(calls / job_minutes, 2),
+            "lease_renewals_per_job_minute": round(renewals / job_minutes, 2),
+            "other_store_ops_per_job_minute": round((calls - renewals) / job_minutes, 2),
         }
 
 
@@ -308,7 +353,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--services", type=int, default=200)
     parser.add_argument("--deploys", type=int, default=100)
-    parser.add_argument("--step", type=float, default=2.0, help="sandbox ECS step, seconds")
+    parser.add_argument("--step", type=float, default=50.0, help="sandbox ECS step, seconds")
     parser.add_argument("--speed", type=float, default=1.0, help="Slack's limits, times faster")
     parser.add_argument("--limit", type=float, default=1800, help="give up after, seconds")
     return parser.parse_args()

@@ -385,12 +385,24 @@ class Locks(Strict):
 
 
 class Jobs(Strict):
-    """Durable jobs: a running job's replica renews its lease (and its locks) every quarter
-    of `lease`; once a lease has run out, another replica takes the job over, looking for
-    such jobs every `takeover_interval`."""
+    """Durable jobs: a running job's replica renews its lease every quarter of `lease` (and
+    its locks, whose lease is twice as long, every half); once a lease has run out, another
+    replica takes the job over, looking for such jobs every `takeover_interval`."""
 
     lease: Duration = timedelta(minutes=2)
     takeover_interval: Duration = timedelta(seconds=10)
+
+    @model_validator(mode="after")
+    def _takeover_before_locks_end(self) -> Jobs:
+        # A dead replica's locks last at least one and a half leases; its jobs' leases at
+        # most one: the takeover pass must come within the half lease between.
+        if self.takeover_interval >= self.lease / 2:
+            raise ValueError(
+                f"`takeover_interval` must be under half of `lease` ({self.lease / 2}), so "
+                "that a stopped replica's jobs are taken over before their locks run out; "
+                "shorten it or lengthen `lease`"
+            )
+        return self
 
 
 class AwsConfig(Strict):

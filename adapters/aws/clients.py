@@ -131,6 +131,12 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+# SQS answers a long poll after up to 20 s (WaitTimeSeconds) when no message comes: a read
+# timeout as short as the wait would cut routine polls, so SQS's clients wait longer.
+LONG_POLL_READ_TIMEOUT = 35.0
+LONG_POLL_SERVICES = frozenset({"sqs"})
+
+
 class AwsClients:
     def __init__(
         self,
@@ -140,6 +146,7 @@ class AwsClients:
         max_attempts: int = 5,
         connect_timeout: float = 5.0,
         read_timeout: float = 20.0,
+        long_poll_read_timeout: float = LONG_POLL_READ_TIMEOUT,
         roles: Mapping[str, EnvironmentAws] | None = None,
         regions: Mapping[str, str] | None = None,
         session_duration: timedelta = timedelta(hours=1),
@@ -155,6 +162,12 @@ class AwsClients:
             retries={"mode": retry_mode, "max_attempts": max_attempts},
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
+            max_pool_connections=50,
+        )
+        self._long_poll_config = AioConfig(
+            retries={"mode": retry_mode, "max_attempts": max_attempts},
+            connect_timeout=connect_timeout,
+            read_timeout=long_poll_read_timeout,
             max_pool_connections=50,
         )
         self._stack = contextlib.AsyncExitStack()
@@ -207,7 +220,9 @@ class AwsClients:
                     service,  # type: ignore[call-overload]
                     region_name=scope.region,
                     endpoint_url=self._endpoint_url,
-                    config=self._config,
+                    config=(
+                        self._long_poll_config if service in LONG_POLL_SERVICES else self._config
+                    ),
                 )
                 client = await self._stack.enter_async_context(creator)
                 for hook in self._client_hooks:

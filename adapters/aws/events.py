@@ -9,6 +9,8 @@ import re
 from datetime import datetime
 from typing import Any
 
+from botocore.exceptions import ReadTimeoutError
+
 from adapters.aws.clients import AwsClients
 from adapters.aws.health import aws_time, health_events
 from bot.config import AwsScope
@@ -37,13 +39,20 @@ class SqsEventQueue:
         self, queue: str, *, max_messages: int, wait_seconds: int, visibility_seconds: int
     ) -> list[QueuedMessage]:
         sqs = await self._sqs(queue)
-        response = await sqs.receive_message(
-            QueueUrl=queue,
-            MaxNumberOfMessages=max(1, min(max_messages, 10)),
-            WaitTimeSeconds=max(0, min(wait_seconds, 20)),
-            VisibilityTimeout=visibility_seconds,
-            MessageSystemAttributeNames=["ApproximateReceiveCount"],
-        )
+        try:
+            response = await sqs.receive_message(
+                QueueUrl=queue,
+                MaxNumberOfMessages=max(1, min(max_messages, 10)),
+                WaitTimeSeconds=max(0, min(wait_seconds, 20)),
+                VisibilityTimeout=visibility_seconds,
+                MessageSystemAttributeNames=["ApproximateReceiveCount"],
+            )
+        except ReadTimeoutError:
+            # SQS (or the network to it) was slow to answer a long poll. Nothing is lost: a
+            # message it handed out in that answer is offered again after its visibility
+            # timeout. The next poll follows at once.
+            log.warning("a long poll of %s got no answer in time; polling again", queue)
+            return []
         return [
             QueuedMessage(
                 queue=queue,

@@ -1,8 +1,8 @@
 """Background jobs: an id, a thread for progress, locks held for the whole run, and always a
 final message, whatever happens (success, failure, timeout, cancellation, a bug).
 
-Jobs are durable. The replica running a job (its `runner`) renews the job's lease and its
-locks every quarter of the lease, and the job writes each step it completes into its record
+Jobs are durable. The replica running a job (its `runner`) renews the job's lease every
+quarter of the lease and its locks every half, and the job writes each step it completes into its record
 (`JobContext.save_state`). When a replica stops without ending its jobs (it was killed, its
 machine died), another replica's takeover pass finds each running job whose lease has run
 out, claims it with a conditional write, renews its locks with the tokens the record keeps,
@@ -34,6 +34,12 @@ from bot.services import Services
 
 log = logging.getLogger(__name__)
 
+# A lock's lease is twice its job's, so renewing it every other beat (every half job lease)
+# still leaves it at least one and a half job leases at any time: more than the job's lease
+# plus a takeover pass (`jobs.takeover_interval` under half a lease), so a job whose replica
+# died is taken over, and its locks renewed, before anyone else can take its service. One
+# conditional write per lock is saved every other beat.
+LOCK_RENEWED_EVERY = 2
 # How many running jobs one takeover pass looks at.
 TAKEOVER_BATCH = 100
 # How much of its recorded state an interrupted job shows in its final message.
@@ -318,8 +324,10 @@ class JobManager:
         services = self._services
         record = job.record
         interval = max(self._lease.total_seconds() / 4, 0.05)
+        beats = 0
         while True:
             await asyncio.sleep(interval)
+            beats += 1
             now = services.clock.now()
             lease = now + self._lease
             try:
@@ -334,10 +342,15 @@ class JobManager:
                 if task is not None:
                     task.cancel()
                 return
+            services.metrics.lease_renewed("job")
             record.lease_expires = lease
+            if beats % LOCK_RENEWED_EVERY:
+                continue
             for lock in record.locks:
                 try:
-                    if not await self._locks.renew(lock, self._lock_lease):
+                    renewed = await self._locks.renew(lock, self._lock_lease)
+                    services.metrics.lease_renewed("lock")
+                    if not renewed:
                         log.warning("job %s lost its lock %s", record.id, lock.key)
                 except Exception as error:
                     log.warning("renewing lock %s failed: %r", lock.key, error)

@@ -15,6 +15,9 @@ class Metrics(Protocol):
     def ack_sent(self, adapter: str, seconds: float) -> None:
         """An adapter answered a request from its chat or webhook sender."""
 
+    def lease_renewed(self, what: str) -> None:
+        """A running job's heartbeat renewed a lease in the store: "job" or "lock"."""
+
 
 class NoMetrics:
     def command_handled(self, command: str, outcome: str) -> None:
@@ -24,4 +27,7 @@ class NoMetrics:
         pass
 
     def ack_sent(self, adapter: str, seconds: float) -> None:
+        pass
+
+    def lease_renewed(self, what: str) -> None:
         pass

@@ -8,6 +8,7 @@ import json
 import logging
 import secrets
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,11 @@ from adapters.store.dynamodb import DynamoStore
 from bot.config import Config, Settings, parse_config
 from bot.errors import OperationFailed
 from bot.jobs.context import JobContext
+from bot.jobs.locks import LockKey
 from bot.logs import json_handler
 from bot.messages import Message
 from bot.model import JobStatus
+from bot.plan import Plan
 from tests.conftest import demo_data
 from tests.reliability.helpers import ALICE, samples, serving, start_job, value
 from tests.support.aws_proxy import AwsProxy
@@ -325,3 +328,55 @@ async def test_metrics_port_serves_metrics_apart_from_the_public_endpoints(
     assert content_type.startswith("text/plain")
     # The requests answered on the public port are counted on the metrics port.
     assert value(samples(text), "kajitori_http_requests_total", adapter="ci", status="401") == 1
+
+
+async def test_metrics_count_the_lease_renewals_of_a_running_job_and_its_lock(
+    sandbox: Any, demo_config: Config, chat: RecordingChat
+) -> None:
+    bot = await build_bot(
+        demo_config,
+        Settings(aws_endpoint_url=sandbox.url),
+        chats=[chat],
+        runner="test",
+        lock_lease=timedelta(seconds=0.4),
+    )
+    try:
+        async with serving(bot) as url:
+            beats = asyncio.Event()
+
+            async def renewed() -> dict[str, float]:
+                found = samples((await fetch(f"{url}/metrics"))[2])
+                return {
+                    what: value(found, "kajitori_lease_renewals_total", what=what)
+                    for what in ("job", "lock")
+                }
+
+            async def long_job(job: JobContext) -> Message:
+                await beats.wait()
+                return Message(text="done")
+
+            record = await bot.jobs.start(
+                Plan(
+                    title="hold api in staging",
+                    changes=[],
+                    run=long_job,
+                    kind="test",
+                    state={},
+                    locks=[LockKey("api", "staging")],
+                ),
+                origin=ALICE,
+                command="jobs",
+            )
+            for _ in range(600):  # up to 30 s on a loaded machine; the first beats suffice
+                if (await renewed())["job"] >= 3:
+                    break
+                await asyncio.sleep(0.05)
+            beats.set()
+            assert await bot.jobs.wait(record.id) is JobStatus.SUCCEEDED
+            counts = await renewed()
+    finally:
+        await bot.close()
+    # Each beat renews the job's lease; every other beat, then, the lock it holds (leased
+    # twice as long): one write each.
+    assert counts["job"] >= 3
+    assert counts["job"] // 2 - 1 <= counts["lock"] <= counts["job"] // 2

@@ -80,3 +80,34 @@ async def test_cancelled_waiter_leaves_no_slot_taken() -> None:
     await holder
     await asyncio.wait_for(_enter(admission, entered, 3, release), 5)
     assert entered == [1, 3]
+
+
+async def test_no_room_once_backlog_pieces_of_work_wait_or_run() -> None:
+    admission = Admission(limit=1, hold=3600, backlog=3)
+    entered: list[int] = []
+    release = asyncio.Event()
+    tasks = [asyncio.create_task(_enter(admission, entered, n, release)) for n in range(3)]
+    await _settle()
+    # One runs, two wait: the backlog is full, whatever runs or waits.
+    assert entered == [0] and admission.pending == 3
+    assert not admission.has_room()
+    release.set()
+    await asyncio.gather(*tasks)
+    assert entered == [0, 1, 2]
+    assert admission.pending == 0 and admission.has_room()
+
+
+async def test_a_cancelled_waiter_frees_its_place_in_the_backlog() -> None:
+    admission = Admission(limit=1, hold=3600, backlog=2)
+    entered: list[int] = []
+    release = asyncio.Event()
+    holder = asyncio.create_task(_enter(admission, entered, 1, release))
+    waiter = asyncio.create_task(_enter(admission, entered, 2, release))
+    await _settle()
+    assert not admission.has_room()
+    waiter.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiter
+    assert admission.has_room()
+    release.set()
+    await holder

@@ -51,7 +51,11 @@ async def test_job_thread_under_a_head_whose_status_line_ends_with_the_outcome(
 
     await chat.reply(thread, Message(text="2/2 running", tone=Tone.PROGRESS))
     await chat.reply(thread, Message(text="deployed api v2 to staging", tone=Tone.SUCCESS))
-    assert [p.thread_ts for p in fake_slack.posted[1:]] == [head.ts, head.ts]
+    # The progress line had not gone out yet when the job ended: it went in the final post.
+    assert [p.thread_ts for p in fake_slack.posted[1:]] == [head.ts]
+    final = fake_slack.posted[1]
+    assert final.text.startswith("✅ deployed api v2 to staging")
+    assert final.block_text().index("2/2 running") < final.block_text().index("deployed api")
     updates = fake_slack.updates_of(head.ts)
     assert updates and _status(updates[-1]) == "✅ deployed api v2 to staging"
     assert "job J7 started" in json.dumps(updates[-1]["blocks"])

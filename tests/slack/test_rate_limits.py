@@ -144,3 +144,97 @@ async def test_an_answer_to_a_person_goes_before_routine_progress(
     answer = next(i for i, t in enumerate(order) if "needs approval" in t)
     after = [t for t in order[answer:] if "progress" in t]
     assert len(after) > len(threads) // 2, order
+
+
+async def test_progress_still_waiting_when_a_job_ends_goes_out_inside_its_final_post(
+    limited_slack: FakeSlack, slack_bot: BotFactory
+) -> None:
+    bot = await slack_bot(limited_slack, SPEED)
+    chat = slack_chat(bot)
+    threads = [
+        await chat.start_thread(ORIGIN, Message(text=f"task {n}: job J{n} started"))
+        for n in range(8)
+    ]
+    heads = {t.thread for t in threads}
+    # The channel is busy: answers to people wait in its queue before any progress.
+    busy = [
+        asyncio.create_task(chat.reply(ORIGIN, Message(text=f"answer {n}", tone=Tone.INFO)))
+        for n in range(6)
+    ]
+    for n, thread in enumerate(threads):
+        for line in range(3):
+            await chat.reply(thread, Message(text=f"task {n} step {line}", tone=Tone.PROGRESS))
+    await asyncio.gather(
+        *(
+            chat.reply(thread, Message(text=f"task {n} done", tone=Tone.SUCCESS))
+            for n, thread in enumerate(threads)
+        ),
+        *busy,
+    )
+
+    assert limited_slack.rate_limited == []
+    for n, thread in enumerate(threads):
+        # One post in the thread: the final message, carrying the lines that waited, in order.
+        (final,) = limited_slack.in_thread(str(thread.thread))
+        assert final.text.startswith(f"✅ task {n} done")
+        shown = final.block_text()
+        where = [shown.index(f"task {n} step {line}") for line in range(3)]
+        assert where == sorted(where) and where[-1] < shown.index(f"task {n} done")
+    in_threads = [p for p in limited_slack.posted if p.thread_ts in heads]
+    assert len(in_threads) == len(threads)
+    assert chat.pacer.folded == len(threads)
+
+
+async def test_a_final_too_big_to_carry_the_waiting_lines_follows_them_in_order(
+    limited_slack: FakeSlack, slack_bot: BotFactory
+) -> None:
+    bot = await slack_bot(limited_slack, SPEED)
+    chat = slack_chat(bot)
+    thread = await chat.start_thread(ORIGIN, Message(text="task 1: job J1 started"))
+    for line in range(3):
+        await chat.reply(thread, Message(text=f"step {line} " + "y" * 2900, tone=Tone.PROGRESS))
+    # The lines and the final message together are more than one Slack message takes.
+    await chat.reply(thread, Message(text="done\n" + "x" * 4000, tone=Tone.SUCCESS))
+
+    posts = limited_slack.in_thread(str(thread.thread))
+    assert [p.text.split("\n")[0] for p in posts][-1].startswith("✅ done")
+    assert "step 0" in posts[0].block_text() and "step 2" in posts[0].block_text()
+    assert len(posts) == 2 and chat.pacer.folded == 0
+
+
+async def test_final_messages_at_the_channel_pace_leave_no_room_for_progress_posts(
+    limited_slack: FakeSlack, slack_bot: BotFactory
+) -> None:
+    # Half the stand-in's pace: every post waits for the channel's budget, never for a 429.
+    bot = await slack_bot(limited_slack, SPEED / 2)
+    chat = slack_chat(bot)
+    threads = [
+        await chat.start_thread(ORIGIN, Message(text=f"task {n}: job J{n} started"))
+        for n in range(6)
+    ]
+    for n, thread in enumerate(threads):
+        await chat.reply(thread, Message(text=f"task {n} halfway", tone=Tone.PROGRESS))
+    # Jobs ending one after another, each as soon as the previous final message went out:
+    # the channel runs at its pace for people, and progress gets no spare post.
+    for n, thread in enumerate(threads):
+        await chat.reply(thread, Message(text=f"task {n} done", tone=Tone.SUCCESS))
+
+    assert limited_slack.rate_limited == []
+    for n, thread in enumerate(threads):
+        (final,) = limited_slack.in_thread(str(thread.thread))
+        assert final.text.startswith(f"✅ task {n} done")
+        assert f"task {n} halfway" in final.block_text()
+
+
+async def test_progress_goes_out_on_its_own_when_the_channel_has_room(
+    limited_slack: FakeSlack, slack_bot: BotFactory
+) -> None:
+    bot = await slack_bot(limited_slack, SPEED)
+    chat = slack_chat(bot)
+    thread = await chat.start_thread(ORIGIN, Message(text="task 1: job J1 started"))
+    await chat.reply(thread, Message(text="task 1 halfway", tone=Tone.PROGRESS))
+    await limited_slack.wait_for(lambda: len(limited_slack.in_thread(str(thread.thread))) == 1)
+    await chat.reply(thread, Message(text="task 1 done", tone=Tone.SUCCESS))
+
+    posts = limited_slack.in_thread(str(thread.thread))
+    assert [p.text for p in posts] == ["⏳ task 1 halfway", "✅ task 1 done"]

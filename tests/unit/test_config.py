@@ -193,3 +193,14 @@ def test_names_that_differ_only_in_case_are_refused() -> None:
     assert (
         "environments.staging.services.API: differs from 'api' only in case" in caught.value.errors
     )
+
+
+def test_a_takeover_interval_of_half_the_lease_or_more_is_refused_with_the_reason() -> None:
+    data = demo_data()
+    data["jobs"] = {"lease": "1m", "takeover_interval": "30s"}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data)
+    (error,) = caught.value.errors
+    assert error.startswith("jobs: ") and "under half of `lease`" in error
+    data["jobs"] = {"lease": "1m", "takeover_interval": "29s"}
+    assert parse_config(data).jobs.takeover_interval.total_seconds() == 29

@@ -7,6 +7,11 @@ it has waited `patience` seconds (it never starves), and at most `limit` at a ti
 order it came. A slot is held until the work ends or for `hold` seconds, whichever comes
 first, so that a slow command (an SQL query, opening a tunnel) never keeps quick ones
 waiting for long. Waiters are admitted one by one, never woken all at once.
+
+The work waiting is bounded too (`backlog`): each piece holds its request until it runs,
+and acknowledging costs less than the work, so a stream of requests faster than the work
+would otherwise grow without end. Past the backlog a slash command is refused in its
+acknowledgement, with the reason, instead of waiting (`has_room`).
 """
 
 from __future__ import annotations
@@ -18,8 +23,13 @@ from collections.abc import AsyncIterator, Iterator
 
 
 class Admission:
-    def __init__(self, limit: int = 8, hold: float = 1.0, patience: float = 2.0) -> None:
+    def __init__(
+        self, limit: int = 8, hold: float = 1.0, patience: float = 2.0, backlog: int = 1000
+    ) -> None:
         self._limit = limit
+        self._backlog = backlog
+        # Pieces of work inside `slot()`: waiting for it or running.
+        self._pending = 0
         self._hold = hold
         self._patience = patience
         self._busy = 0
@@ -38,8 +48,25 @@ class Admission:
             if self._acknowledging == 0 and self._waiting:
                 self._admit()
 
+    def has_room(self) -> bool:
+        """Fewer than `backlog` pieces of work wait or run: one more may be taken on."""
+        return self._pending < self._backlog
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
+        self._pending += 1
+        try:
+            async with self._held():
+                yield
+        finally:
+            self._pending -= 1
+
+    @contextlib.asynccontextmanager
+    async def _held(self) -> AsyncIterator[None]:
         await self._enter()
         given_back = False
 

@@ -23,11 +23,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters.chat.slack.blocks import (
+    FALLBACK_LIMIT,
     TONE_MARKS,
     Block,
     context,
     escape,
     fallback_text,
+    fits,
     message_blocks,
     message_parts,
     split_blocks,
@@ -35,7 +37,7 @@ from adapters.chat.slack.blocks import (
     with_status,
     without_request_actions,
 )
-from adapters.chat.slack.pacing import ChannelPacer, Priority, UpdateBudget
+from adapters.chat.slack.pacing import ChannelPacer, Fold, Priority, Send, UpdateBudget
 from adapters.chat.slack.payloads import (
     ADAPTER,
     HEAD_TEXT,
@@ -81,6 +83,12 @@ def _plain_progress(message: Message) -> bool:
     return message.tone is Tone.PROGRESS and not (
         message.fields or message.table or message.buttons or message.attachment
     )
+
+
+def _carries_progress(message: Message) -> bool:
+    """A post in a thread that may carry the thread's waiting progress lines: one whose
+    blocks are never edited later (no request buttons) and that brings no file."""
+    return message.tone is not Tone.PROGRESS and not message.buttons and not message.attachment
 
 
 def status_line(message: Message) -> str:
@@ -214,8 +222,11 @@ class SlackChat:
                     unfurl_media=False,
                 )
 
+            fold = None
+            if thread is not None and len(parts) == 1 and _carries_progress(message):
+                fold = self._fold(channel, thread, text, blocks)
             response = await self.pacer.post(
-                slack_id(channel), send, priority=priority, thread=thread
+                slack_id(channel), send, priority=priority, thread=thread, fold=fold
             )
             posted.append(
                 PostedMessage(
@@ -233,6 +244,31 @@ class SlackChat:
         if message.attachment is not None:
             await self._upload(first, message, thread or first.ts)
         return first
+
+    def _fold(self, channel: str, thread: str, text: str, blocks: list[Block]) -> Fold:
+        """A post in `thread` that also carries the progress lines still waiting there, before
+        its own blocks, as they would have read in the thread; its text (the notification)
+        starts with its own."""
+
+        def fold(lines: list[str]) -> Send | None:
+            earlier = message_blocks(Message(text="\n".join(lines), tone=Tone.PROGRESS))
+            together = [*earlier, *blocks]
+            if not fits(together):
+                return None
+            plain = "\n".join(TONE_MARKS[Tone.PROGRESS] + escape(line) for line in lines)
+            both = f"{text}\n{plain}"
+            if len(both) > FALLBACK_LIMIT:
+                both = both[: FALLBACK_LIMIT - 1] + "…"
+            return lambda: self._client.chat_postMessage(
+                channel=slack_id(channel),
+                text=both,
+                blocks=together,
+                thread_ts=thread,
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+
+        return fold
 
     async def close_request(
         self, request_id: str, line: str, where: PostedMessage | None = None

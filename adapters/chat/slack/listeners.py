@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from collections.abc import Coroutine
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# The acknowledgement of a slash command refused because too much work waits already.
+BUSY = (
+    "kajitori is busy: {pending} requests are waiting to be handled, so `{command}` was not "
+    "run. Try it again in a minute."
+)
+# A flood of refusals is logged once a minute, not once each.
+REFUSALS_LOGGED_EVERY = 60.0
 # Answers that concern only the member who typed the command.
 PRIVATE_OUTCOMES = {Outcome.REFUSED, Outcome.USAGE, Outcome.FAILED, Outcome.ERROR}
 
@@ -61,6 +69,8 @@ class SlackListeners:
         self.admission = admission or Admission()
         self._remember = remember_deliveries
         self._tasks: set[asyncio.Task[None]] = set()
+        self._refused = 0
+        self._refusal_logged_at = float("-inf")
 
     def register(self, app: AsyncApp, command: str) -> None:
         app.command(command)(self.on_command)
@@ -84,6 +94,24 @@ class SlackListeners:
     # bolt listeners: acknowledge, then work in the background
 
     async def on_command(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        if not self.admission.has_room():
+            # Each waiting command holds memory until it runs: past the backlog, the member
+            # learns at once that this one did not run (mentions and clicks come at a
+            # person's pace and Slack's Events API limits, and always wait their turn).
+            command = f"{body.get('command', '')} {body.get('text', '')}".strip()
+            self._refused += 1
+            if time.monotonic() - self._refusal_logged_at >= REFUSALS_LOGGED_EVERY:
+                self._refusal_logged_at = time.monotonic()
+                log.warning(
+                    "busy: %s slash commands refused so far, %s requests wait",
+                    self._refused,
+                    self.admission.pending,
+                )
+            await ack(
+                response_type="ephemeral",
+                text=BUSY.format(pending=self.admission.pending, command=command),
+            )
+            return
         # in_channel with no text: Slack shows the member's command to the channel.
         await ack(response_type="in_channel")
         self._spawn(self._slash_command(body), "slash command")

@@ -7,8 +7,13 @@ rate-limits `chat.update` per workspace (Tier 3, about 50 a minute); beyond that
 So every post goes through a queue per channel, sent by one worker per channel at most at
 the channel's rate, with a small burst:
 - a post a person waits for (a refusal, an approval request, a job's final message) goes
-  before routine progress;
-- progress lines for the same thread that wait in the queue are sent as one message;
+  before routine progress, and routine progress uses only the capacity people leave spare:
+  it goes out while the channel's burst keeps one post in reserve, so that a stream of
+  final messages at the channel's pace is never slowed by progress posts between them
+  (progress waiting meanwhile merges, and goes inside its job's final post);
+- progress lines for the same thread that wait in the queue are sent as one message, and
+  when a post for that thread comes while they still wait (a job's final message), they go
+  out inside it: a job that ended needs no separate post for its last lines;
 - a 429 makes the worker wait as long as Slack says and try again: nothing is dropped.
 Edits of job heads share one workspace-wide budget the same way (`UpdateBudget`).
 """
@@ -33,6 +38,8 @@ log = logging.getLogger(__name__)
 GIVE_UP_AFTER = 600.0
 # When Slack says 429 without a Retry-After.
 DEFAULT_RETRY_AFTER = 1.0
+# How often a channel's worker looks again while routine progress waits for spare capacity.
+SPARE_POLL = 0.1
 # Outages other than rate limits: a few tries, growing apart.
 ERROR_RETRIES = (0.5, 2.0, 5.0)
 
@@ -85,6 +92,13 @@ class TokenBucket:
                 wait = (1 - self._tokens) / self.rate
             await asyncio.sleep(wait)
 
+    def spare_in(self, reserve: int) -> float:
+        """Seconds until a send leaves at least `reserve` sends of the burst; 0 if now."""
+        self._refill()
+        paused = self._paused_until - time.monotonic()
+        short = (reserve + 1) - self._tokens
+        return max(paused, short / self.rate if short > 0 else 0.0, 0.0)
+
     def pause(self, seconds: float) -> None:
         """Slack said 429: nothing goes out for `seconds`, and the burst starts empty."""
         self._paused_until = max(self._paused_until, time.monotonic() + seconds)
@@ -93,6 +107,9 @@ class TokenBucket:
 
 Send = Callable[[], Awaitable[Any]]
 Merge = Callable[[list[str]], Send]
+# A post that can carry the progress lines still waiting in its thread: what to send
+# instead, or None when they do not fit in it.
+Fold = Callable[[list[str]], Send | None]
 
 
 @dataclass(order=True)
@@ -162,19 +179,32 @@ class ChannelPacer:
         self._progress: dict[tuple[str, str], _Post] = {}
         self._seq = itertools.count()
         self.rate_limited = 0  # 429s met, for the metrics and the benchmark
+        self.folded = 0  # waiting progress posts that went out inside a later post
 
     async def post(
-        self, channel: str, send: Send, *, priority: Priority, thread: str | None = None
+        self,
+        channel: str,
+        send: Send,
+        *,
+        priority: Priority,
+        thread: str | None = None,
+        fold: Fold | None = None,
     ) -> Any:
         """Send through `channel`'s queue; returns what `send` returned (or raises its error).
-        Progress still waiting in `thread` goes out first, whatever the priority."""
+        Progress still waiting in `thread` goes out inside this post when `fold` can carry
+        it, else first, whatever the priority."""
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         post = _Post(priority, next(self._seq), done, send=send)
         if thread is not None:
             waiting = self._progress.pop((channel, thread), None)
             if waiting is not None:
                 waiting.absorbed = True
-                post.before = waiting
+                folded = fold(list(waiting.lines)) if fold is not None else None
+                if folded is not None:
+                    post.send = folded
+                    self.folded += 1
+                else:
+                    post.before = waiting
         self._queue(channel).put_nowait(post)
         return await done
 
@@ -205,10 +235,17 @@ class ChannelPacer:
     async def _work(
         self, channel: str, queue: asyncio.PriorityQueue[_Post], bucket: TokenBucket
     ) -> None:
+        # Routine progress leaves one post of the burst to people (none when there is no burst).
+        reserve = min(1, self._burst - 1)
         while True:
             post = await queue.get()
             try:
                 if post.absorbed:
+                    continue
+                if post.priority == Priority.ROUTINE and bucket.spare_in(reserve) > 0:
+                    # Back in the queue, behind anything a person waits for that comes meanwhile.
+                    queue.put_nowait(post)
+                    await asyncio.sleep(min(bucket.spare_in(reserve), SPARE_POLL))
                     continue
                 for key, waiting in list(self._progress.items()):
                     if waiting is post:
