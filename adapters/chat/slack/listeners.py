@@ -141,6 +141,9 @@ class SlackListeners:
             raise
         except Exception:
             log.exception("handling a Slack %s failed", what)
+        finally:
+            # Cancelled (at shutdown) before its turn came, the work never started.
+            work.close()
 
     async def _first_delivery(self, key: str) -> bool:
         services = self._bot.services
