@@ -359,9 +359,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def fire(url: str, signer: Signer, count: int, concurrency: int) -> tuple[list[float], float]:
+# The start of kajitori's acknowledgement that refuses a command because too much work waits.
+BUSY = b"kajitori is busy"
+
+
+async def fire(
+    url: str, signer: Signer, count: int, concurrency: int
+) -> tuple[list[float], float, int]:
+    """Latencies, seconds taken, and how many acknowledgements refused as too busy (those
+    commands get no answer later)."""
     prepared = [signer.request() for _ in range(count)]
     latencies: list[float] = []
+    refused = 0
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(
         connector=connector, timeout=aiohttp.ClientTimeout(total=30)
@@ -374,14 +383,17 @@ async def fire(url: str, signer: Signer, count: int, concurrency: int) -> tuple[
                 async with session.post(
                     f"{url}/slack/events", data=body, headers=headers
                 ) as response:
-                    await response.read()
+                    answer = await response.read()
                     if response.status != 200:
                         raise RuntimeError(f"{url} answered {response.status}")
                 latencies.append(time.perf_counter() - began)
+                if BUSY in answer:
+                    nonlocal refused
+                    refused += 1
 
         began = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return latencies, time.perf_counter() - began
+        return latencies, time.perf_counter() - began, refused
 
 
 async def counts(slack: Process) -> dict[str, int]:
@@ -417,14 +429,23 @@ class Bench:
         self.signer = Signer(args.text, response_url=f"{slack.url}/hooks/command")
         self.figures: dict[tuple[str, str, int], Figures] = {}
         self.drains: dict[str, list[float]] = {}
+        # Commands refused in their acknowledgement as too busy, per target/period/concurrency.
+        self.refused: dict[tuple[str, str, int], int] = {}
 
     async def phase(self, target: Target, period: str, concurrency: int, count: int) -> None:
         before = await answered(self.slack) if target.answers else 0
         cpu = cpu_seconds(target.process.process.pid)
-        latencies, seconds = await fire(target.process.url, self.signer, count, concurrency)
+        latencies, seconds, refused = await fire(
+            target.process.url, self.signer, count, concurrency
+        )
+        if refused:
+            self.refused[(target.name, period, concurrency)] = (
+                self.refused.get((target.name, period, concurrency), 0) + refused
+            )
         if target.answers:
             # Its work is part of its cost, and must not spill into the next measurement.
-            self.drains.setdefault(period, []).append(await drain(self.slack, before + count))
+            expected = before + count - refused
+            self.drains.setdefault(period, []).append(await drain(self.slack, expected))
         run = Run(latencies, seconds, cpu_seconds(target.process.process.pid) - cpu)
         key = (target.name, period, concurrency)
         self.figures.setdefault(key, Figures(target.name, period, concurrency, [])).runs.append(run)
@@ -539,6 +560,11 @@ async def main(args: argparse.Namespace) -> None:
             print(
                 f"kajitori's last answer after its last acknowledgement ({period}): "
                 f"median {statistics.median(seconds):.2f} s, max {max(seconds):.2f} s"
+            )
+        for (name, period, concurrency), refused in bench.refused.items():
+            print(
+                f"{name} ({period}, concurrency {concurrency}): {refused} commands refused "
+                "in their acknowledgement as too busy"
             )
         by = bench.figures
         for period in ("idle", loaded):

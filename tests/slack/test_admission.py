@@ -111,3 +111,18 @@ async def test_a_cancelled_waiter_frees_its_place_in_the_backlog() -> None:
     assert admission.has_room()
     release.set()
     await holder
+
+
+async def test_no_room_once_the_oldest_waiting_work_has_waited_max_wait() -> None:
+    admission = Admission(limit=1, hold=3600, max_wait=0.05)
+    entered: list[int] = []
+    release = asyncio.Event()
+    tasks = [asyncio.create_task(_enter(admission, entered, n, release)) for n in range(2)]
+    await _settle()
+    # A burst just taken on: the one waiting has not waited long yet.
+    assert entered == [0] and admission.has_room()
+    await asyncio.sleep(0.1)
+    assert not admission.has_room()
+    release.set()
+    await asyncio.gather(*tasks)
+    assert admission.has_room()

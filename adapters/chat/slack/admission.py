@@ -8,10 +8,12 @@ order it came. A slot is held until the work ends or for `hold` seconds, whichev
 first, so that a slow command (an SQL query, opening a tunnel) never keeps quick ones
 waiting for long. Waiters are admitted one by one, never woken all at once.
 
-The work waiting is bounded too (`backlog`): each piece holds its request until it runs,
-and acknowledging costs less than the work, so a stream of requests faster than the work
-would otherwise grow without end. Past the backlog a slash command is refused in its
-acknowledgement, with the reason, instead of waiting (`has_room`).
+The work waiting is bounded too: each piece holds its request until it runs, and
+acknowledging costs less than the work, so a stream of requests faster than the work would
+otherwise grow without end. Once `backlog` pieces wait or run, or the oldest waiting piece
+has waited `max_wait` seconds (the work has fallen behind for longer than a burst), a slash
+command is refused in its acknowledgement, with the reason, instead of waiting (`has_room`).
+A burst the work catches up with in seconds is taken on whole.
 """
 
 from __future__ import annotations
@@ -24,10 +26,16 @@ from collections.abc import AsyncIterator, Iterator
 
 class Admission:
     def __init__(
-        self, limit: int = 8, hold: float = 1.0, patience: float = 2.0, backlog: int = 1000
+        self,
+        limit: int = 8,
+        hold: float = 1.0,
+        patience: float = 2.0,
+        backlog: int = 10_000,
+        max_wait: float = 10.0,
     ) -> None:
         self._limit = limit
         self._backlog = backlog
+        self._max_wait = max_wait
         # Pieces of work inside `slot()`: waiting for it or running.
         self._pending = 0
         self._hold = hold
@@ -49,8 +57,14 @@ class Admission:
                 self._admit()
 
     def has_room(self) -> bool:
-        """Fewer than `backlog` pieces of work wait or run: one more may be taken on."""
-        return self._pending < self._backlog
+        """Fewer than `backlog` pieces of work wait or run, and none has waited `max_wait`
+        seconds: one more may be taken on."""
+        if self._pending >= self._backlog:
+            return False
+        if not self._waiting:
+            return True
+        queued_at = self._waiting[0][0] - self._patience
+        return asyncio.get_running_loop().time() - queued_at < self._max_wait
 
     @property
     def pending(self) -> int:
