@@ -151,6 +151,10 @@ class FleetDeploy(Strict):
         return max(1, int(self.batch))
 
 
+# Auto Scaling's upper bound for CheckpointDelay (172,800 seconds).
+MAX_CHECKPOINT_DELAY = timedelta(days=2)
+
+
 class AsgDeploy(Strict):
     """How an Auto Scaling group (`asg:`) deploys: a launch template version, then an
     instance refresh. The version goes to exactly one of the three places."""
@@ -159,8 +163,9 @@ class AsgDeploy(Strict):
     image_name_pattern: str | None = None  # AMI name: app-{version}-*
     user_data_variable: str | None = None  # APP_VERSION=... in the template's user data
     checkpoints: list[Annotated[int, Field(ge=1, le=99)]] = Field(default_factory=list)
-    # How long the refresh waits at each checkpoint (`promote JOB` ends the wait early).
-    checkpoint_delay: Duration = timedelta(minutes=5)
+    # How long the refresh waits at each checkpoint (`promote JOB` ends the wait early);
+    # None (`manual`): until a person says `promote JOB` or `abort JOB`.
+    checkpoint_delay: Annotated[timedelta | None, BeforeValidator(_bake)] = timedelta(minutes=5)
     min_healthy_percentage: int = Field(default=90, ge=0, le=100)
     auto_rollback: bool = True
     instance_warmup: Duration | None = None
@@ -183,6 +188,12 @@ class AsgDeploy(Strict):
                 raise ValueError(f"`{place}` must contain {{version}}")
         if self.checkpoints != sorted(set(self.checkpoints)):
             raise ValueError("checkpoints must rise, like [10, 50]")
+        delay = self.checkpoint_delay
+        if delay is not None and delay > MAX_CHECKPOINT_DELAY:
+            raise ValueError(
+                "checkpoint_delay is at most 2 days (Auto Scaling's limit); "
+                "`manual` waits for `promote JOB`"
+            )
         return self
 
 

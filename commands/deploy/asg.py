@@ -4,7 +4,8 @@ A deploy resolves the version when the plan is made (an AMI id from an SSM param
 image name pattern, or a user-data variable), then its job creates a launch template
 version from the group's current one with only that changed and starts an instance refresh
 towards it with the service's settings: `MinHealthyPercentage`, checkpoints
-(`CheckpointPercentages` + `CheckpointDelay`), `AutoRollback`. The job reports the
+(`CheckpointPercentages` + `CheckpointDelay`; with `checkpoint_delay: manual` the longest
+delay Auto Scaling takes, two days, and the job waits for a person), `AutoRollback`. The job reports the
 refresh's progress and says plainly when Auto Scaling rolled it back. At a checkpoint,
 `promote JOB` goes on at once (the refresh is cancelled and started again, skipping the
 instances already replaced) and `abort JOB` rolls the refresh back. Cancelling the job
@@ -21,9 +22,10 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from bot.config import AsgDeploy, AsgTarget, AwsScope
+from bot.config import MAX_CHECKPOINT_DELAY, AsgDeploy, AsgTarget, AwsScope
 from bot.errors import KajitoriError, OperationFailed, Refused
 from bot.grammar import format_duration
+from bot.ids import job_ref
 from bot.jobs.context import JobContext, JobInterrupted
 from bot.messages import Message, Tone
 from bot.model import DeployRecord
@@ -166,11 +168,15 @@ async def _plan(
         )
         changes.append(f"instance refresh of {group.name} towards it ({group.desired} instances)")
     delay = deploy.checkpoint_delay
+    waiting = (
+        "waiting for `promote` (or `abort`) at each"
+        if delay is None
+        else f"waiting {format_duration(delay)} each (`promote` goes on at once)"
+    )
     settings = (
         f"MinHealthyPercentage {deploy.min_healthy_percentage}, "
         + (
-            f"checkpoints at {', '.join(f'{c}%' for c in deploy.checkpoints)} "
-            f"waiting {format_duration(delay)} each (`promote` goes on at once), "
+            f"checkpoints at {', '.join(f'{c}%' for c in deploy.checkpoints)} {waiting}, "
             if deploy.checkpoints
             else ""
         )
@@ -193,7 +199,8 @@ async def _plan(
         "previous_version": running,
         "min_healthy_percentage": deploy.min_healthy_percentage,
         "checkpoints": list(deploy.checkpoints),
-        "checkpoint_delay": int(delay.total_seconds()),
+        "checkpoint_delay": int((delay or MAX_CHECKPOINT_DELAY).total_seconds()),
+        "manual_checkpoints": delay is None,
         "auto_rollback": deploy.auto_rollback and action != "restart",
         "instance_warmup": (
             int(deploy.instance_warmup.total_seconds()) if deploy.instance_warmup else None
@@ -437,11 +444,16 @@ class AsgRun:
             if refresh.waiting_at_checkpoint and refresh.status == "InProgress":
                 if not self.state.get("awaiting"):
                     await self.job.save_state(awaiting="checkpoint")
+                    ref = job_ref(self.job.id)
+                    goes_on = (
+                        f"job {ref} waits for `promote {ref}` to go on"
+                        if self.state.get("manual_checkpoints")
+                        else f"job {ref} goes on when the delay ends; `promote {ref}` goes on now"
+                    )
                     await self.job.post(
                         Message(
-                            text=f"{self.group} waits at a checkpoint: job {self.job.id} goes "
-                            f"on when the delay ends; `promote {self.job.id}` goes on now, "
-                            f"`abort {self.job.id}` rolls the refresh back.",
+                            text=f"{self.group} waits at a checkpoint: {goes_on}, "
+                            f"`abort {ref}` rolls the refresh back.",
                             tone=Tone.WARNING,
                             buttons=decision_buttons(self.job.id),
                         )
@@ -550,6 +562,18 @@ async def run_asg(job: JobContext) -> Message:
             return message
         except TimeoutError:
             note(record, "failed", "timed out")
+            if state.get("manual_checkpoints") and state.get("refresh_id"):
+                # Its checkpoints wait for a person this job no longer listens for: left
+                # alone, the refresh would go on by itself after Auto Scaling's two days.
+                await services.autoscaling.cancel_refresh(run.scope, run.group)
+                note(record, None, "refresh cancelled (CancelInstanceRefresh)")
+                raise OperationFailed(
+                    f"timed out after {format_duration(timedelta(seconds=timeout))} with "
+                    "checkpoints waiting for `promote`: the instance refresh was cancelled; "
+                    "the instances replaced so far keep the new version",
+                    hint=f"`rollback {run.service} {run.env}` deploys the previous version; "
+                    "deploy again to go on",
+                ) from None
             raise OperationFailed(
                 f"timed out after {format_duration(timedelta(seconds=timeout))}; the instance "
                 "refresh carries on by itself",

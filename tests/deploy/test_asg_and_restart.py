@@ -10,6 +10,7 @@ import pytest
 
 from adapters.bootstrap import Bot, build_bot
 from bot.config import Settings, parse_config
+from bot.errors import ConfigError
 from bot.model import JobStatus, Outcome
 from bot.polling import Polling
 from tests.conftest import demo_data
@@ -205,3 +206,61 @@ async def test_restart_on_a_protected_environment_needs_approval(bot: Bot) -> No
     assert "needs approval" in result.text
     own = await say(bot, "local:alice", f"approve {result.request.id if result.request else 0}")
     assert own.outcome is Outcome.REFUSED
+
+
+async def test_manual_checkpoints_wait_for_a_person_and_a_job_timing_out_cancels_the_refresh(
+    sandbox: Any, chat: RecordingChat
+) -> None:
+    # Auto Scaling itself would go on after the delay; the sandbox is told to wait longer.
+    sandbox.set_timing(sandbox.timing.model_copy(update={"asg_checkpoint_delay": 600.0}))
+    data = demo_data()
+    data["store"] = "sqlite://:memory:"
+    worker = data["environments"]["staging"]["services"]["worker"]
+    worker["timeout"] = "4s"
+    worker["deploy"] = {
+        "image_parameter": "/app/worker/ami/{version}",
+        "checkpoints": [50],
+        "checkpoint_delay": "manual",
+        "min_healthy_percentage": 50,
+    }
+    bot = await build_bot(
+        parse_config(data),
+        Settings(aws_endpoint_url=sandbox.url),
+        chats=[chat],
+        runner="test",
+        polling=QUICK,
+    )
+    try:
+        await two_workers(bot)
+        dry = await say(bot, "local:alice", "deploy worker staging v2 --dry-run")
+        assert "waiting for `promote` (or `abort`) at each" in dry.text, dry.text
+        result = await say(bot, "local:alice", "deploy worker staging v2")
+        assert result.outcome is Outcome.STARTED, result.text
+        assert result.job is not None
+        job = result.job.ref
+        await chat.wait_for(lambda posted: any("waits at a checkpoint" in p.text for p in posted))
+        waiting = next(t for t in chat.texts() if "waits at a checkpoint" in t)
+        assert f"waits for `promote {job}` to go on" in waiting, waiting
+        [refresh] = await refreshes(bot)
+        # The longest wait Auto Scaling takes: only a person ends it.
+        assert refresh["Preferences"]["CheckpointDelay"] == 172800
+        assert await finish(bot, result) is JobStatus.FAILED
+        final = chat.texts()[-1]
+        assert "the instance refresh was cancelled" in final, final
+        assert [r["Status"] for r in await refreshes(bot)] == ["Cancelled"]
+        [record] = await bot.services.store.list_deploys("worker", "staging")
+        assert record.outcome == "failed"
+        assert "refresh cancelled (CancelInstanceRefresh)" in record.detail
+    finally:
+        await bot.close()
+
+
+def test_a_checkpoint_delay_beyond_auto_scalings_two_days_is_refused_with_the_way_out() -> None:
+    data = demo_data()
+    data["environments"]["staging"]["services"]["worker"]["deploy"] = {
+        "image_parameter": "/app/worker/ami/{version}",
+        "checkpoints": [50],
+        "checkpoint_delay": "3d",
+    }
+    with pytest.raises(ConfigError, match="at most 2 days.*`manual` waits for `promote JOB`"):
+        parse_config(data)
