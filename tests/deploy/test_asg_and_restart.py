@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,14 +21,19 @@ from tests.support.chat import RecordingChat
 QUICK = Polling(first=0.02, factor=1.5, longest=0.1, report_every=0.5)
 
 
-@pytest.fixture
-async def bot(sandbox: Any, chat: RecordingChat) -> AsyncIterator[Bot]:
+@contextlib.asynccontextmanager
+async def worker_bot(
+    sandbox: Any, chat: RecordingChat, checkpoint_delay: str, **worker: str
+) -> AsyncIterator[Bot]:
+    """The demo with staging's `worker` deploying through checkpoints at 50 %."""
     data = demo_data()
     data["store"] = "sqlite://:memory:"
-    data["environments"]["staging"]["services"]["worker"]["deploy"] = {
+    service = data["environments"]["staging"]["services"]["worker"]
+    service.update(worker)
+    service["deploy"] = {
         "image_parameter": "/app/worker/ami/{version}",
         "checkpoints": [50],
-        "checkpoint_delay": "1h",
+        "checkpoint_delay": checkpoint_delay,
         "min_healthy_percentage": 50,
         "auto_rollback": True,
     }
@@ -42,6 +48,12 @@ async def bot(sandbox: Any, chat: RecordingChat) -> AsyncIterator[Bot]:
         yield built
     finally:
         await built.close()
+
+
+@pytest.fixture
+async def bot(sandbox: Any, chat: RecordingChat) -> AsyncIterator[Bot]:
+    async with worker_bot(sandbox, chat, "1h") as built:
+        yield built
 
 
 async def two_workers(bot: Bot) -> None:
@@ -213,24 +225,7 @@ async def test_manual_checkpoints_wait_for_a_person_and_a_job_timing_out_cancels
 ) -> None:
     # Auto Scaling itself would go on after the delay; the sandbox is told to wait longer.
     sandbox.set_timing(sandbox.timing.model_copy(update={"asg_checkpoint_delay": 600.0}))
-    data = demo_data()
-    data["store"] = "sqlite://:memory:"
-    worker = data["environments"]["staging"]["services"]["worker"]
-    worker["timeout"] = "4s"
-    worker["deploy"] = {
-        "image_parameter": "/app/worker/ami/{version}",
-        "checkpoints": [50],
-        "checkpoint_delay": "manual",
-        "min_healthy_percentage": 50,
-    }
-    bot = await build_bot(
-        parse_config(data),
-        Settings(aws_endpoint_url=sandbox.url),
-        chats=[chat],
-        runner="test",
-        polling=QUICK,
-    )
-    try:
+    async with worker_bot(sandbox, chat, "manual", timeout="4s") as bot:
         await two_workers(bot)
         dry = await say(bot, "local:alice", "deploy worker staging v2 --dry-run")
         assert "waiting for `promote` (or `abort`) at each" in dry.text, dry.text
@@ -251,8 +246,6 @@ async def test_manual_checkpoints_wait_for_a_person_and_a_job_timing_out_cancels
         [record] = await bot.services.store.list_deploys("worker", "staging")
         assert record.outcome == "failed"
         assert "refresh cancelled (CancelInstanceRefresh)" in record.detail
-    finally:
-        await bot.close()
 
 
 def test_a_checkpoint_delay_beyond_auto_scalings_two_days_is_refused_with_the_way_out() -> None:
@@ -262,5 +255,5 @@ def test_a_checkpoint_delay_beyond_auto_scalings_two_days_is_refused_with_the_wa
         "checkpoints": [50],
         "checkpoint_delay": "3d",
     }
-    with pytest.raises(ConfigError, match="at most 2 days.*`manual` waits for `promote JOB`"):
+    with pytest.raises(ConfigError, match=r"at most 2 days.*`manual` waits for `promote JOB`"):
         parse_config(data)
