@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 # died is taken over, and its locks renewed, before anyone else can take its service. One
 # conditional write per lock is saved every other beat.
 LOCK_RENEWED_EVERY = 2
+# How often a running job looks for a stop asked on another replica (`cancel` there), at
+# most: with a short lease, every beat.
+STOP_CHECK_SECONDS = 5.0
 # How many running jobs one takeover pass looks at.
 TAKEOVER_BATCH = 100
 # How much of its recorded state an interrupted job shows in its final message.
@@ -50,6 +53,11 @@ RESULT_LIMIT = 2000
 
 def _since(seconds: float) -> str:
     return format_duration(timedelta(seconds=max(seconds, 0)))
+
+
+def stop_key(job_id: int) -> str:
+    """Where a stop asked for a job on another replica than its own is kept."""
+    return f"stop:{job_id}"
 
 
 class JobManager:
@@ -169,6 +177,34 @@ class JobManager:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    async def ask_to_stop(self, job_id: int, *, by: str, action: str = "cancel") -> bool:
+        """Ask whichever replica runs the job to stop it: `cancel` stops it where it is (as
+        `cancel` does here), another action goes to the job (`JobContext.request_stop`).
+        The replica running it looks every few seconds; False when a stop was asked already.
+        """
+        return await self._services.store.swap_value(stop_key(job_id), None, f"{action} {by}")
+
+    async def ended_elsewhere(self, job_id: int, within: float) -> JobRecord | None:
+        """The job's record once it has ended, wherever it ran; None when it has not ended
+        within `within` seconds (or does not exist)."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + within
+        delay = 0.05
+        while True:
+            record = await self._services.store.get_job(job_id)
+            if record is None or record.status.finished:
+                return record
+            left = until - loop.time()
+            if left <= 0:
+                return None
+            await asyncio.sleep(min(delay, left))
+            delay = min(delay * 2, 1.0)
+
+    @property
+    def stop_check_seconds(self) -> float:
+        """At most how long a stop asked on another replica waits to be seen."""
+        return min(self._lease.total_seconds() / 4, STOP_CHECK_SECONDS)
 
     async def abandon(self, job_id: int) -> None:
         """Stop waiting for a job because this process stops: it is not cancelled, it is
@@ -320,13 +356,22 @@ class JobManager:
         await job.post(final)
 
     async def _heartbeat(self, job: JobContext, task: asyncio.Task[Any] | None) -> None:
-        """Renew the job's lease and its locks; stop the job if another replica took it."""
+        """Renew the job's lease and its locks; stop the job if another replica took it, or
+        if a member asked another replica to stop it."""
         services = self._services
         record = job.record
         interval = max(self._lease.total_seconds() / 4, 0.05)
+        tick = min(interval, STOP_CHECK_SECONDS)
+        loop = asyncio.get_running_loop()
+        renew_at = loop.time() + interval
         beats = 0
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(tick)
+            if await self._stop_asked(job, task):
+                return
+            if loop.time() < renew_at:
+                continue
+            renew_at = loop.time() + interval
             beats += 1
             now = services.clock.now()
             lease = now + self._lease
@@ -354,6 +399,27 @@ class JobManager:
                         log.warning("job %s lost its lock %s", record.id, lock.key)
                 except Exception as error:
                     log.warning("renewing lock %s failed: %r", lock.key, error)
+
+    async def _stop_asked(self, job: JobContext, task: asyncio.Task[Any] | None) -> bool:
+        """Act on a stop asked on another replica; True when the job is being cancelled."""
+        if job.cancel_action is not None:
+            return False  # already asked, and handed to the job
+        try:
+            asked = await self._services.store.get_value(stop_key(job.id))
+        except Exception as error:
+            log.warning("reading the stop requests of job %s failed: %r", job.id, error)
+            return False
+        if not asked:
+            return False
+        action, _, by = asked.partition(" ")
+        log.info("job %s: %s asked by %s on another replica", job.id, action, by)
+        if action == "cancel":
+            job.cancelled_by = by or None
+            if task is not None:
+                task.cancel()
+            return True
+        job.request_stop(by, action)
+        return False
 
     async def _hand_over(self, job: JobContext) -> None:
         """Stop a resumable job here, so that another replica takes it over at once."""

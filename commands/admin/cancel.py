@@ -2,7 +2,8 @@
 
 A job that can simply stop stops where it is, and the answer says where that is. A job
 whose feature knows better (a deploy that already changed the ECS service) asks first,
-through a confirmation, what should happen to what it started.
+through a confirmation, what should happen to what it started. A job running on another
+replica is asked to stop through the store; that replica looks every few seconds.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from bot.errors import Refused
 from bot.ids import JOB, parse_ref
 from bot.messages import Message, Tone
+from bot.model import JobRecord
 from bot.plan import Plan
 from bot.spec import Arg, CommandSpec, Context
 
@@ -31,7 +33,8 @@ async def cancel(ctx: Context) -> Message | Plan:
             f"only {record.member} (who started job {record.ref}) or an approver (role "
             f"{roles}) can cancel it"
         )
-    if ctx.jobs.context(job_id) is None:
+    here = ctx.jobs.context(job_id) is not None
+    if not here:
         now = services.clock.now()
         if record.lease_expires is not None and record.lease_expires <= now:
             raise Refused(
@@ -41,20 +44,37 @@ async def cancel(ctx: Context) -> Message | Plan:
                 hint="a `kajitori serve` replica takes such jobs over; see where AWS stands "
                 "with `status`",
             )
-        raise Refused(
-            f"job {record.ref} runs on another replica ({record.runner}); it can be "
-            "cancelled only where it runs",
-            hint="cancel it from the chat that replica answers, or wait for it to end",
-        )
     canceller = ctx.registry.cancellers.get(record.kind)
     if canceller is not None:
         plan = await canceller(ctx, record)
         if plan is not None:
             return plan
-    await ctx.jobs.cancel(job_id, by=ctx.member)
-    ended = await services.store.get_job(job_id)
+    if here:
+        await ctx.jobs.cancel(job_id, by=ctx.member)
+        ended = await services.store.get_job(job_id)
+    else:
+        ended = await _cancel_elsewhere(ctx, record)
+        if ended is None:
+            return Message(
+                text=f"job {record.ref} ({record.title}) runs on another replica "
+                f"({record.runner}): it was asked to stop, and stops within "
+                f"{ctx.jobs.stop_check_seconds:.0f} s; its thread says where it stopped",
+                tone=Tone.WARNING,
+            )
     result = ended.result if ended is not None and ended.result else f"job {record.ref} stopped"
     return Message(text=result, tone=Tone.WARNING)
+
+
+async def _cancel_elsewhere(ctx: Context, record: JobRecord) -> JobRecord | None:
+    """Ask the replica running the job to stop it; its ended record, if it ends soon."""
+    if not await ctx.jobs.ask_to_stop(record.id, by=ctx.member):
+        raise Refused(
+            f"job {record.ref} ({record.title}) was asked to stop already; the replica running "
+            f"it ({record.runner}) stops it within {ctx.jobs.stop_check_seconds:.0f} s",
+            hint="`jobs` shows when it has ended",
+        )
+    # The replica running it looks every few seconds: wait about that long for the end.
+    return await ctx.jobs.ended_elsewhere(record.id, ctx.jobs.stop_check_seconds * 2 + 1)
 
 
 SPECS = [

@@ -9,8 +9,17 @@ from adapters.bootstrap import Bot
 from bot.dispatcher import Result
 from bot.jobs.locks import LockKey
 from bot.model import DeployRecord, JobStatus, LockRecord, Origin
+from sandbox import SandboxTiming
 
 REGION = "ap-northeast-1"
+# Slow enough that a rollout is still going when a test acts on it.
+SLOW = SandboxTiming(
+    ecs_task_step=0.6,
+    target_health_check=0.2,
+    deregistration_delay=0.3,
+    instance_transition=0.1,
+    rds_modify=0.3,
+)
 
 
 def origin(member: str) -> Origin:

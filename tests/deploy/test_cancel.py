@@ -20,6 +20,7 @@ from bot.model import JobRecord, JobStatus, Outcome
 from sandbox import SandboxTiming
 from tests.conftest import demo_data
 from tests.deploy.helpers import (
+    SLOW,
     finish,
     history,
     image_of,
@@ -31,15 +32,6 @@ from tests.deploy.helpers import (
 from tests.support.chat import RecordingChat
 
 ROOT = Path(__file__).parent.parent.parent
-
-# Slow enough that a rollout is still going when the test cancels it.
-SLOW = SandboxTiming(
-    ecs_task_step=0.6,
-    target_health_check=0.2,
-    deregistration_delay=0.3,
-    instance_transition=0.1,
-    rds_modify=0.3,
-)
 
 
 async def _job(bot: Bot, job_id: int) -> JobRecord:

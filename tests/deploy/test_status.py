@@ -9,16 +9,8 @@ from typing import Any
 from adapters.bootstrap import Bot
 from bot.model import JobStatus, Outcome
 from sandbox import SandboxTiming
-from tests.deploy.helpers import deploy_and_wait, finish, say
+from tests.deploy.helpers import SLOW, deploy_and_wait, finish, say
 from tests.support.chat import RecordingChat
-
-SLOW = SandboxTiming(
-    ecs_task_step=0.6,
-    target_health_check=0.2,
-    deregistration_delay=0.3,
-    instance_transition=0.1,
-    rds_modify=0.3,
-)
 
 
 async def test_status_of_a_service_shows_version_digest_and_who_deployed_it(bot: Bot) -> None:
