@@ -179,15 +179,26 @@ class JobManager:
                 await task
 
     async def ask_to_stop(self, job_id: int, *, by: str, action: str = "cancel") -> bool:
-        """Ask whichever replica runs the job to stop it: `cancel` stops it where it is (as
-        `cancel` does here), another action goes to the job (`JobContext.request_stop`).
-        The replica running it looks every few seconds; False when a stop was asked already.
-        """
-        return await self._services.store.swap_value(stop_key(job_id), None, f"{action} {by}")
+        """Stop the job wherever it runs: `cancel` stops it where it is, another action goes
+        to the job (`JobContext.request_stop`). A job of this replica is told at once; one
+        of another replica through the store, which that replica reads every few seconds.
+        False when a stop was asked of the other replica already."""
+        job = self._contexts.get(job_id)
+        if job is None:
+            return await self._services.store.swap_value(stop_key(job_id), None, f"{action} {by}")
+        if action == "cancel":
+            await self.cancel(job_id, by=by)
+        else:
+            job.request_stop(by, action)
+        return True
 
-    async def ended_elsewhere(self, job_id: int, within: float) -> JobRecord | None:
+    async def ended(self, job_id: int, within: float) -> JobRecord | None:
         """The job's record once it has ended, wherever it ran; None when it has not ended
         within `within` seconds (or does not exist)."""
+        task = self._tasks.get(job_id)
+        if task is not None and not task.done():
+            done, _ = await asyncio.wait({task}, timeout=within)  # the job runs on
+            return await self._services.store.get_job(job_id) if done else None
         loop = asyncio.get_running_loop()
         until = loop.time() + within
         delay = 0.05

@@ -11,7 +11,6 @@ from __future__ import annotations
 from bot.errors import Refused
 from bot.ids import JOB, parse_ref
 from bot.messages import Message, Tone
-from bot.model import JobRecord
 from bot.plan import Plan
 from bot.spec import Arg, CommandSpec, Context
 
@@ -33,8 +32,7 @@ async def cancel(ctx: Context) -> Message | Plan:
             f"only {record.member} (who started job {record.ref}) or an approver (role "
             f"{roles}) can cancel it"
         )
-    here = ctx.jobs.context(job_id) is not None
-    if not here:
+    if ctx.jobs.context(job_id) is None:
         now = services.clock.now()
         if record.lease_expires is not None and record.lease_expires <= now:
             raise Refused(
@@ -49,32 +47,23 @@ async def cancel(ctx: Context) -> Message | Plan:
         plan = await canceller(ctx, record)
         if plan is not None:
             return plan
-    if here:
-        await ctx.jobs.cancel(job_id, by=ctx.member)
-        ended = await services.store.get_job(job_id)
-    else:
-        ended = await _cancel_elsewhere(ctx, record)
-        if ended is None:
-            return Message(
-                text=f"job {record.ref} ({record.title}) runs on another replica "
-                f"({record.runner}): it was asked to stop, and stops within "
-                f"{ctx.jobs.stop_check_seconds:.0f} s; its thread says where it stopped",
-                tone=Tone.WARNING,
-            )
-    result = ended.result if ended is not None and ended.result else f"job {record.ref} stopped"
-    return Message(text=result, tone=Tone.WARNING)
-
-
-async def _cancel_elsewhere(ctx: Context, record: JobRecord) -> JobRecord | None:
-    """Ask the replica running the job to stop it; its ended record, if it ends soon."""
-    if not await ctx.jobs.ask_to_stop(record.id, by=ctx.member):
+    if not await ctx.jobs.ask_to_stop(job_id, by=ctx.member):
         raise Refused(
             f"job {record.ref} ({record.title}) was asked to stop already; the replica running "
             f"it ({record.runner}) stops it within {ctx.jobs.stop_check_seconds:.0f} s",
             hint="`jobs` shows when it has ended",
         )
-    # The replica running it looks every few seconds: wait about that long for the end.
-    return await ctx.jobs.ended_elsewhere(record.id, ctx.jobs.stop_check_seconds * 2 + 1)
+    # Here it has stopped; another replica looks every few seconds: wait about that long.
+    ended = await ctx.jobs.ended(job_id, ctx.jobs.stop_check_seconds * 2 + 1)
+    if ended is None:
+        return Message(
+            text=f"job {record.ref} ({record.title}) runs on another replica "
+            f"({record.runner}): it was asked to stop, and stops within "
+            f"{ctx.jobs.stop_check_seconds:.0f} s; its thread says where it stopped",
+            tone=Tone.WARNING,
+        )
+    result = ended.result or f"job {record.ref} stopped"
+    return Message(text=result, tone=Tone.WARNING)
 
 
 SPECS = [

@@ -73,25 +73,16 @@ async def run_cancel_rollout(job: JobContext) -> Message:
     store = job.services.store
     jobs = job.jobs
     assert jobs is not None, "a job runs in a JobManager"
-    running = jobs.context(job_id)
-    if running is not None:
-        running.request_stop(job.member, "rollback")
-        await job.progress(f"job {ref} is rolling back to {previous}; waiting for it")
-        status = await jobs.wait(job_id)
-        ended = await store.get_job(job_id)
-        summary = ended.result if ended is not None and ended.result else status.value
-        return Message(text=f"job {ref} ended {status.value}: {summary}")
-    ended = await store.get_job(job_id)
-    if ended is None or ended.status.finished:
-        summary = ended.summary if ended is not None else "it is gone"
+    record = await store.get_job(job_id)
+    if record is None or record.status.finished:
+        summary = record.summary if record is not None else "it is gone"
         return Message(text=f"job {ref} had already ended: {summary}")
-    # It runs on another replica, which looks for the request every few seconds.
+    # Told at once on this replica; on another, that replica looks every few seconds.
     await jobs.ask_to_stop(job_id, by=job.member, action="rollback")
-    await job.progress(
-        f"job {ref} runs on {ended.runner}: asked it to roll back to {previous}; waiting for it"
-    )
+    where = "" if jobs.context(job_id) is not None else f" on {record.runner}"
+    await job.progress(f"job {ref}{where} is rolling back to {previous}; waiting for it")
     left = job.record.deadline - job.services.clock.now() if job.record.deadline else None
-    ended = await jobs.ended_elsewhere(job_id, left.total_seconds() if left else 3600)
+    ended = await jobs.ended(job_id, left.total_seconds() if left else 3600)
     if ended is None:
         return Message(text=f"job {ref} had not ended when this job's time ran out")
     summary = ended.result or ended.status.value
