@@ -360,7 +360,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 # The start of kajitori's acknowledgement that refuses a command because too much work waits.
-BUSY = b"kajitori is busy"
+BUSY = "kajitori is busy"
 
 
 async def fire(
@@ -387,7 +387,7 @@ async def fire(
                     if response.status != 200:
                         raise RuntimeError(f"{url} answered {response.status}")
                 latencies.append(time.perf_counter() - began)
-                if BUSY in answer:
+                if BUSY.encode() in answer:
                     nonlocal refused
                     refused += 1
 

@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ack_latency import (
+    BUSY,
     DEMO_CONFIG,
     MEMBER,
     SECRET,
@@ -173,9 +174,6 @@ async def store_calls(session: aiohttp.ClientSession, url: str) -> tuple[float, 
         return sum(float(m.group(1)) for line in text.splitlines() if (m := pattern.match(line)))
 
     return total(STORE_CALLS), total(LEASE_RENEWALS)
-
-
-BUSY = "kajitori is busy"
 
 
 async def post(
