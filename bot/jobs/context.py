@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable
 from datetime import timedelta
@@ -11,8 +12,10 @@ from typing import Any, Protocol, TypeVar
 
 from bot.errors import KajitoriError
 from bot.messages import Message, Tone
-from bot.model import JobRecord, JobStatus
+from bot.model import JobRecord, JobStatus, Origin
 from bot.services import Services
+
+log = logging.getLogger(__name__)
 
 
 class JobInterrupted(KajitoriError):
@@ -71,6 +74,9 @@ class JobContext:
         self.abandoned = False
         # The last progress line, which says where the job stood when it stopped.
         self.last_progress = ""
+        # The head message on its way (`open_thread`), and the progress reported meanwhile.
+        self._opening: asyncio.Task[None] | None = None
+        self._early: list[Message] = []
 
     @property
     def id(self) -> int:
@@ -111,12 +117,53 @@ class JobContext:
             return task.result()
         return None
 
+    def open_thread(self, head: Awaitable[Origin]) -> None:
+        """Start the job's thread (`head` posts its first message) while the job already
+        works: in a busy channel the head waits its turn for the channel's pace, and the
+        work must not wait with it. Progress reported meanwhile follows the head, in order;
+        anything else the job says waits for the head."""
+        self._opening = asyncio.ensure_future(self._open(head))
+
+    async def _open(self, head: Awaitable[Origin]) -> None:
+        record = self.record
+        try:
+            record.threads = [await head]
+        except Exception:
+            log.exception(
+                "job %s could not start its thread; it answers where it was asked", self.id
+            )
+            record.threads = [record.origin]
+        else:
+            try:
+                await self.write()
+            except JobLost:
+                pass  # the heartbeat stops the job
+            except Exception:
+                log.exception("recording the thread of job %s failed", self.id)
+        while self._early:
+            try:
+                await self._tell(self._early.pop(0))
+            except Exception:
+                log.exception("a progress line of job %s could not be sent", self.id)
+
+    async def opened(self) -> None:
+        """Wait until the job's thread exists (at once, when it was not being opened)."""
+        if self._opening is not None:
+            await asyncio.shield(self._opening)
+
     async def progress(self, text: str, **fields: str) -> None:
         self.last_progress = text
         message = Message(text=text, tone=Tone.PROGRESS, fields=fields)
-        await asyncio.gather(*(self.services.chat.reply(t, message) for t in self.record.threads))
+        if self._opening is not None and not self._opening.done():
+            self._early.append(message)  # it follows the head, and the job goes on
+            return
+        await self._tell(message)
 
     async def post(self, message: Message) -> None:
+        await self.opened()
+        await self._tell(message)
+
+    async def _tell(self, message: Message) -> None:
         await asyncio.gather(*(self.services.chat.reply(t, message) for t in self.record.threads))
 
     async def save_state(self, **values: Any) -> None:

@@ -258,11 +258,14 @@ class JobManager:
         try:
             if origin is not None:
                 log.info("job started: %s", record.title)
-                head = Message(text=f"{record.title}: job {record.ref} started by {record.member}")
                 if threads is None:
-                    threads = [await services.chat.start_thread(origin, head)]
-                record.threads = threads
-                await job.write()
+                    head = Message(
+                        text=f"{record.title}: job {record.ref} started by {record.member}"
+                    )
+                    job.open_thread(services.chat.start_thread(origin, head))
+                else:
+                    record.threads = threads
+                    await job.write()
             heartbeat = asyncio.create_task(self._heartbeat(job, asyncio.current_task()))
             left = (record.deadline - services.clock.now()) if record.deadline else None
             async with asyncio.timeout(left.total_seconds() if left is not None else None):
@@ -305,6 +308,7 @@ class JobManager:
                     await heartbeat
         if final is None or job.handed_over:
             log.warning("job %s goes on elsewhere; this replica stopped running it", record.id)
+            await job.opened()  # its head still goes out: the thread is where it goes on
             return JobStatus.RUNNING
         services.metrics.job_finished(status.value, job.elapsed().total_seconds())
         # Clean-up must happen even while this task is being cancelled.

@@ -97,6 +97,12 @@ async def test_thirty_jobs_in_one_channel_stay_within_the_limit_and_lose_nothing
     statuses = await run_jobs(bot, JOBS)
 
     assert statuses == [JobStatus.SUCCEEDED] * JOBS
+    # Final messages told together in the channel follow in their threads, with the lines
+    # that waited there, as routine progress does: wait for the last of them.
+    everything = {f"job {n} step {line}" for n in range(JOBS) for line in range(LINES)}
+    await limited_slack.wait_for(
+        lambda: all(line in "\n".join(texts(limited_slack)) for line in everything)
+    )
     posted = "\n".join(texts(limited_slack))
     # Every job's final message and every progress line arrived (lines may share a post).
     for n in range(JOBS):
@@ -146,7 +152,7 @@ async def test_an_answer_to_a_person_goes_before_routine_progress(
     assert len(after) > len(threads) // 2, order
 
 
-async def test_progress_still_waiting_when_a_job_ends_goes_out_inside_its_final_post(
+async def test_final_messages_waiting_together_go_out_in_one_post_and_then_in_each_thread(
     limited_slack: FakeSlack, slack_bot: BotFactory
 ) -> None:
     bot = await slack_bot(limited_slack, SPEED)
@@ -172,9 +178,21 @@ async def test_progress_still_waiting_when_a_job_ends_goes_out_inside_its_final_
         *busy,
     )
 
+    # Eight jobs ended while the channel was busy: their endings waited together, and went
+    # out together as soon as the channel had room, each under the head of its job.
+    together = [
+        p for p in limited_slack.posted if p.thread_ts is None and "jobs ended" in p.block_text()
+    ]
+    told = "\n".join(p.block_text() for p in together)
+    for n in range(8):
+        assert f"task {n} done" in told and f"task {n}: job J{n} started" in told
+    assert len(together) < 8 and chat.pacer.told_together == 8
+    # Then each thread got its own final message, carrying the lines that waited, in order.
+    await limited_slack.wait_for(
+        lambda: all(limited_slack.in_thread(str(t.thread)) for t in threads)
+    )
     assert limited_slack.rate_limited == []
     for n, thread in enumerate(threads):
-        # One post in the thread: the final message, carrying the lines that waited, in order.
         (final,) = limited_slack.in_thread(str(thread.thread))
         assert final.text.startswith(f"✅ task {n} done")
         shown = final.block_text()
@@ -238,3 +256,39 @@ async def test_progress_goes_out_on_its_own_when_the_channel_has_room(
 
     posts = limited_slack.in_thread(str(thread.thread))
     assert [p.text for p in posts] == ["⏳ task 1 halfway", "✅ task 1 done"]
+    # An ending that waits alone goes to its thread only.
+    assert chat.pacer.told_together == 0
+
+
+async def test_a_job_works_while_its_head_waits_for_the_channel_and_its_thread_keeps_order(
+    limited_slack: FakeSlack, slack_bot: BotFactory
+) -> None:
+    bot = await slack_bot(limited_slack, SPEED / 2)
+    # The channel is busy: twenty answers to people wait before the job's head.
+    busy = [
+        asyncio.create_task(slack_chat(bot).reply(ORIGIN, Message(text=f"answer {n}")))
+        for n in range(20)
+    ]
+    heads_when_it_worked: list[int] = []
+
+    async def run(job: JobContext) -> Message:
+        heads_when_it_worked.append(len(limited_slack.heads()))
+        for line in range(3):
+            await job.progress(f"step {line}")
+        return Message(text="work done")
+
+    record = await bot.jobs.start(
+        Plan(title="task 1", changes=[], run=run, kind="test", state={}),
+        origin=ORIGIN,
+        command="task 1",
+    )
+    assert await bot.jobs.wait(record.id) is JobStatus.SUCCEEDED
+    await asyncio.gather(*busy)
+
+    # The work did not wait for the head; what it said meanwhile followed the head, in order.
+    assert heads_when_it_worked == [0]
+    (head,) = limited_slack.heads()
+    assert head.text.startswith("task 1: job J")
+    shown = "\n".join(p.block_text() for p in limited_slack.in_thread(head.ts))
+    where = [shown.index(text) for text in ("step 0", "step 1", "step 2", "work done")]
+    assert where == sorted(where)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +37,14 @@ from adapters.chat.slack.blocks import (
     with_status,
     without_request_actions,
 )
-from adapters.chat.slack.pacing import ChannelPacer, Fold, Priority, Send, UpdateBudget
+from adapters.chat.slack.pacing import (
+    ChannelPacer,
+    Ending,
+    Fold,
+    Priority,
+    Send,
+    UpdateBudget,
+)
 from adapters.chat.slack.payloads import (
     ADAPTER,
     HEAD_TEXT,
@@ -91,6 +98,13 @@ def _carries_progress(message: Message) -> bool:
     return message.tone is not Tone.PROGRESS and not message.buttons and not message.attachment
 
 
+DIVIDER: Block = {"type": "divider"}
+
+
+def _together_header(count: int) -> Block:
+    return context(f"{count} jobs ended together; each one's thread gets its final message too")
+
+
 def status_line(message: Message) -> str:
     first = (message.text.splitlines() or [""])[0]
     line = TONE_MARKS[message.tone] + escape(first)
@@ -131,8 +145,14 @@ class SlackChat:
         if _plain_progress(message) and origin.thread is not None:
             await self._progress(origin.channel, origin.thread, message)
         elif not await self._answer_command(origin, message):
+            ending = message.tone in (Tone.SUCCESS, Tone.FAILURE) and HEAD_TS in origin.extra
             try:
-                await self.post(origin.channel, message, thread=origin.thread)
+                await self.post(
+                    origin.channel,
+                    message,
+                    thread=origin.thread,
+                    ending_of=origin.extra.get(HEAD_TEXT, "") if ending else None,
+                )
             except SlackApiError as error:
                 if not _not_in_channel(error):
                     raise
@@ -199,9 +219,11 @@ class SlackChat:
         *,
         thread: str | None = None,
         status: str | None = None,
+        ending_of: str | None = None,
     ) -> PostedMessage:
         """Post `message`, in several messages when Slack would refuse it as one (the first is
-        returned: the one a status line or an edit goes to)."""
+        returned: the one a status line or an edit goes to). `ending_of`: the message ends
+        the job whose head says that, and may be told with other jobs' endings (`pacing`)."""
         message = table_as_file(message)
         parts = message_parts(message)
         if status is not None:
@@ -211,22 +233,14 @@ class SlackChat:
         posted: list[PostedMessage] = []
         for n, blocks in enumerate(parts):
             text = fallback_text(message) if n == 0 else f"(continued, {n + 1}/{len(parts)})"
-
-            async def send(text: str = text, blocks: list[Block] = blocks) -> Any:
-                return await self._client.chat_postMessage(
-                    channel=slack_id(channel),
-                    text=text,
-                    blocks=blocks,
-                    thread_ts=thread,
-                    unfurl_links=False,
-                    unfurl_media=False,
-                )
-
-            fold = None
+            send = self._sender(channel, text, blocks, thread)
+            fold = ending = None
             if thread is not None and len(parts) == 1 and _carries_progress(message):
                 fold = self._fold(channel, thread, text, blocks)
+                if ending_of is not None:
+                    ending = Ending((ending_of, text, blocks), self._endings(channel))
             response = await self.pacer.post(
-                slack_id(channel), send, priority=priority, thread=thread, fold=fold
+                slack_id(channel), send, priority=priority, thread=thread, fold=fold, ending=ending
             )
             posted.append(
                 PostedMessage(
@@ -245,6 +259,19 @@ class SlackChat:
             await self._upload(first, message, thread or first.ts)
         return first
 
+    def _sender(
+        self, channel: str, text: str, blocks: list[Block], thread: str | None = None
+    ) -> Send:
+        """A `chat.postMessage`, to send when the channel's pace lets it."""
+        return lambda: self._client.chat_postMessage(
+            channel=slack_id(channel),
+            text=text,
+            blocks=blocks,
+            thread_ts=thread,
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+
     def _fold(self, channel: str, thread: str, text: str, blocks: list[Block]) -> Fold:
         """A post in `thread` that also carries the progress lines still waiting there, before
         its own blocks, as they would have read in the thread; its text (the notification)
@@ -259,16 +286,31 @@ class SlackChat:
             both = f"{text}\n{plain}"
             if len(both) > FALLBACK_LIMIT:
                 both = both[: FALLBACK_LIMIT - 1] + "…"
-            return lambda: self._client.chat_postMessage(
-                channel=slack_id(channel),
-                text=both,
-                blocks=together,
-                thread_ts=thread,
-                unfurl_links=False,
-                unfurl_media=False,
-            )
+            return self._sender(channel, both, together, thread)
 
         return fold
+
+    def _endings(self, channel: str) -> Callable[[list[Any]], tuple[Send, int]]:
+        """One post in `channel` telling several jobs' final messages (as many as fit, in
+        order), each under the head of the job it ends."""
+
+        def combine(pieces: list[Any]) -> tuple[Send, int]:
+            body: list[Block] = []
+            texts: list[str] = []
+            for head, text, blocks in pieces:
+                entry = [*blocks, context(f"↳ {escape(head.splitlines()[0] if head else '')}")]
+                joined = [*body, DIVIDER, *entry] if body else entry
+                if body and not fits([_together_header(len(pieces)), *joined]):
+                    break
+                body = joined
+                texts.append(text.splitlines()[0] if text else "")
+            together = [_together_header(len(texts)), *body]
+            text = "\n".join(texts)
+            if len(text) > FALLBACK_LIMIT:
+                text = text[: FALLBACK_LIMIT - 1] + "…"
+            return self._sender(channel, text, together), len(texts)
+
+        return combine
 
     async def close_request(
         self, request_id: str, line: str, where: PostedMessage | None = None
@@ -438,16 +480,9 @@ class SlackChat:
     async def _progress(self, channel: str, thread: str, message: Message) -> None:
         """A progress line, sent with the other lines of its thread still waiting."""
 
-        def merged(lines: list[str]) -> Callable[[], Awaitable[Any]]:
+        def merged(lines: list[str]) -> Send:
             joined = Message(text="\n".join(lines), tone=Tone.PROGRESS)
-            return lambda: self._client.chat_postMessage(
-                channel=slack_id(channel),
-                text=fallback_text(joined),
-                blocks=message_blocks(joined),
-                thread_ts=thread,
-                unfurl_links=False,
-                unfurl_media=False,
-            )
+            return self._sender(channel, fallback_text(joined), message_blocks(joined), thread)
 
         self.pacer.progress(slack_id(channel), thread, message.text, merged)
 

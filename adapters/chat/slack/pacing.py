@@ -14,6 +14,9 @@ the channel's rate, with a small burst:
 - progress lines for the same thread that wait in the queue are sent as one message, and
   when a post for that thread comes while they still wait (a job's final message), they go
   out inside it: a job that ended needs no separate post for its last lines;
+- jobs' final messages that wait together are told in one post in the channel (a hundred
+  jobs ending at once would otherwise wait up to a hundred seconds for the last one), and
+  each then follows in its own thread as routine progress does, so threads stay whole;
 - a 429 makes the worker wait as long as Slack says and try again: nothing is dropped.
 Edits of job heads share one workspace-wide budget the same way (`UpdateBudget`).
 """
@@ -112,6 +115,15 @@ Merge = Callable[[list[str]], Send]
 Fold = Callable[[list[str]], Send | None]
 
 
+@dataclass(frozen=True)
+class Ending:
+    """A job's final message, as a piece of one post that tells several jobs' endings."""
+
+    piece: Any
+    # The post telling the first n of the pieces given, in order (n >= 1), and n.
+    combine: Callable[[list[Any]], tuple[Send, int]]
+
+
 @dataclass(order=True)
 class _Post:
     priority: int
@@ -126,6 +138,7 @@ class _Post:
     # whether this post went out with a later one instead.
     before: _Post | None = field(default=None, compare=False)
     absorbed: bool = field(default=False, compare=False)
+    ending: Ending | None = field(default=None, compare=False)
 
     def sender(self) -> Send:
         if self.send is not None:
@@ -177,9 +190,12 @@ class ChannelPacer:
         self._workers: dict[str, asyncio.Task[None]] = {}
         # Routine progress still waiting in a channel's queue, by (channel, thread).
         self._progress: dict[tuple[str, str], _Post] = {}
+        # Jobs' final messages waiting in a channel's queue, in order.
+        self._endings: dict[str, list[_Post]] = {}
         self._seq = itertools.count()
         self.rate_limited = 0  # 429s met, for the metrics and the benchmark
         self.folded = 0  # waiting progress posts that went out inside a later post
+        self.told_together = 0  # final messages told in a post with others
 
     async def post(
         self,
@@ -189,12 +205,17 @@ class ChannelPacer:
         priority: Priority,
         thread: str | None = None,
         fold: Fold | None = None,
+        ending: Ending | None = None,
     ) -> Any:
         """Send through `channel`'s queue; returns what `send` returned (or raises its error).
         Progress still waiting in `thread` goes out inside this post when `fold` can carry
-        it, else first, whatever the priority."""
+        it, else first, whatever the priority. A job's final message (`ending`) that waits
+        with others goes out with them in one post outside their threads, which returns what
+        that post returned; `send` then follows as routine progress."""
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        post = _Post(priority, next(self._seq), done, send=send)
+        post = _Post(priority, next(self._seq), done, send=send, ending=ending)
+        if ending is not None:
+            self._endings.setdefault(channel, []).append(post)
         if thread is not None:
             waiting = self._progress.pop((channel, thread), None)
             if waiting is not None:
@@ -247,6 +268,8 @@ class ChannelPacer:
                     queue.put_nowait(post)
                     await asyncio.sleep(min(bucket.spare_in(reserve), SPARE_POLL))
                     continue
+                if post.ending is not None and await self._together(channel, post, bucket):
+                    continue
                 for key, waiting in list(self._progress.items()):
                     if waiting is post:
                         # Lines from now on start a new message.
@@ -256,6 +279,45 @@ class ChannelPacer:
                         await self._deliver(each, bucket, channel)
             finally:
                 queue.task_done()
+
+    async def _together(self, channel: str, post: _Post, bucket: TokenBucket) -> bool:
+        """Tell `post`'s ending with the others waiting in `channel`, in one post; False when
+        it waits alone (it goes to its thread as usual)."""
+        waiting = self._endings[channel]
+        waiting.remove(post)
+        if not waiting:
+            return False
+        assert post.ending is not None
+        candidates = [post, *waiting]
+        send, n = post.ending.combine([p.ending.piece for p in candidates if p.ending])
+        told = candidates[: max(n, 1)]
+        for each in told[1:]:
+            waiting.remove(each)
+            each.absorbed = True  # skipped when its turn in the queue comes
+        try:
+            result = await send_with_retries(
+                send, bucket, f"final messages in {channel}", self._limited
+            )
+        except asyncio.CancelledError:
+            for each in told:
+                if each.done is not None:
+                    each.done.cancel()
+            raise
+        except Exception as error:
+            for each in told:
+                if each.done is not None and not each.done.done():
+                    each.done.set_exception(error)
+            return True
+        self.told_together += len(told)
+        queue = self._queues[channel]
+        for each in told:
+            if each.done is not None and not each.done.done():
+                each.done.set_result(result)
+            # Its thread still gets it (with the lines that waited there), as progress does.
+            queue.put_nowait(
+                _Post(Priority.ROUTINE, next(self._seq), send=each.send, before=each.before)
+            )
+        return True
 
     async def _deliver(self, post: _Post, bucket: TokenBucket, channel: str) -> None:
         try:
