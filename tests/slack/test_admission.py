@@ -126,3 +126,23 @@ async def test_no_room_once_the_oldest_waiting_work_has_waited_max_wait() -> Non
     release.set()
     await asyncio.gather(*tasks)
     assert admission.has_room()
+
+
+async def test_no_room_once_the_work_waiting_would_take_max_wait_to_start_at_its_pace() -> None:
+    # Work starts 20 a second (each gives its slot back after 0.05 s); a new piece may wait
+    # up to 2 s.
+    admission = Admission(limit=1, hold=0.05, max_wait=2.0)
+    entered: list[int] = []
+    release = asyncio.Event()
+    tasks = [asyncio.create_task(_enter(admission, entered, n, release)) for n in range(100)]
+    await _settle()
+    # A burst from idle is taken on while no pace is known yet.
+    assert admission.has_room()
+    await asyncio.sleep(1.2)
+    # About 24 started and 76 wait: at 20 a second the last of them starts in nearly 4 s,
+    # though none has waited 2 s yet.
+    assert 10 < len(entered) < 60
+    assert not admission.has_room()
+    release.set()
+    await asyncio.gather(*tasks)
+    assert admission.has_room()

@@ -10,10 +10,11 @@ waiting for long. Waiters are admitted one by one, never woken all at once.
 
 The work waiting is bounded too: each piece holds its request until it runs, and
 acknowledging costs less than the work, so a stream of requests faster than the work would
-otherwise grow without end. Once `backlog` pieces wait or run, or the oldest waiting piece
-has waited `max_wait` seconds (the work has fallen behind for longer than a burst), a slash
-command is refused in its acknowledgement, with the reason, instead of waiting (`has_room`).
-A burst the work catches up with in seconds is taken on whole.
+otherwise grow without end. Once `backlog` pieces wait or run, or a new piece would wait
+`max_wait` seconds or more (the oldest waiting piece has waited that long, or, at the pace
+work has been starting over the last few seconds, the pieces waiting ahead would take that
+long to start), a slash command is refused in its acknowledgement, with the reason, instead
+of waiting (`has_room`). A burst the work catches up with in seconds is taken on whole.
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
+
+# How far back the pace at which work starts is measured, and how much of it must be seen
+# before it counts (a burst from idle is taken on before any pace is known).
+PACE_WINDOW = 5.0
+PACE_SEEN = 1.0
 
 
 class Admission:
@@ -44,6 +50,8 @@ class Admission:
         self._acknowledging = 0
         self._waiting: deque[tuple[float, asyncio.Future[None]]] = deque()
         self._timer: asyncio.TimerHandle | None = None
+        # When recent pieces of work started (within PACE_WINDOW).
+        self._started: deque[float] = deque()
 
     @contextlib.contextmanager
     def acknowledging(self) -> Iterator[None]:
@@ -57,14 +65,35 @@ class Admission:
                 self._admit()
 
     def has_room(self) -> bool:
-        """Fewer than `backlog` pieces of work wait or run, and none has waited `max_wait`
-        seconds: one more may be taken on."""
+        """Fewer than `backlog` pieces of work wait or run, and one more would not wait
+        `max_wait` seconds: none has waited that long, and at the pace work started lately
+        those ahead would not take that long either."""
         if self._pending >= self._backlog:
             return False
         if not self._waiting:
             return True
+        now = asyncio.get_running_loop().time()
         queued_at = self._waiting[0][0] - self._patience
-        return asyncio.get_running_loop().time() - queued_at < self._max_wait
+        if now - queued_at >= self._max_wait:
+            return False
+        pace = self._pace(now)
+        return pace is None or len(self._waiting) < pace * self._max_wait
+
+    def _note_start(self, now: float) -> None:
+        self._started.append(now)
+        self._forget_starts(now)
+
+    def _forget_starts(self, now: float) -> None:
+        while self._started and self._started[0] < now - PACE_WINDOW:
+            self._started.popleft()
+
+    def _pace(self, now: float) -> float | None:
+        """Pieces of work started a second, lately; None until enough has been seen."""
+        self._forget_starts(now)
+        started = self._started
+        if not started or now - started[0] < PACE_SEEN:
+            return None
+        return len(started) / (now - started[0])
 
     @property
     def pending(self) -> int:
@@ -99,10 +128,11 @@ class Admission:
             give_back()
 
     async def _enter(self) -> None:
+        loop = asyncio.get_running_loop()
         if not self._waiting and self._busy < self._limit and self._acknowledging == 0:
             self._busy += 1
+            self._note_start(loop.time())
             return
-        loop = asyncio.get_running_loop()
         admitted: asyncio.Future[None] = loop.create_future()
         self._waiting.append((loop.time() + self._patience, admitted))
         self._admit()
@@ -127,6 +157,7 @@ class Admission:
                 break
             self._waiting.popleft()
             self._busy += 1
+            self._note_start(now)
             admitted.set_result(None)
         if self._timer is not None:
             self._timer.cancel()
