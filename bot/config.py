@@ -60,7 +60,9 @@ Bytes = Annotated[ByteSize, BeforeValidator(_size), Field(gt=0)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Validators are built when the config is first read, once for the whole tree (the
+    # models' own are built if one is validated alone), not for each model as this loads.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class EcsTarget(Strict):
