@@ -44,6 +44,8 @@ class EcsServiceState(BaseModel, defer_build=True):
     version: str | None = None
     deployments: list[EcsDeployment] = Field(default_factory=list)
     events: list[EcsEvent] = Field(default_factory=list)
+    # The account the service is in, from its ARN (None where the ARN did not say).
+    account: str | None = None
 
     @property
     def image_tag(self) -> str:
