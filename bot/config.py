@@ -26,7 +26,6 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import ConfigError, unknown_name
 from bot.grammar import parse_duration
@@ -60,7 +59,9 @@ Bytes = Annotated[ByteSize, BeforeValidator(_size), Field(gt=0)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Validators are built when the config is first read, once for the whole tree (the
+    # models' own are built if one is validated alone), not for each model as this loads.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class EcsTarget(Strict):
@@ -816,10 +817,13 @@ def default_config_path() -> str:
     return os.environ.get("KAJITORI_CONFIG", "kajitori.yaml")
 
 
-class Settings(BaseSettings):
-    """Secrets and endpoints from the environment; never in the config file."""
+class Settings(BaseModel):
+    """Secrets and endpoints from the environment; never in the config file.
 
-    model_config = SettingsConfigDict(extra="ignore")
+    Each field is read from the environment variable of its name in any case
+    (`SLACK_BOT_TOKEN`); a value given as an argument wins over the environment."""
+
+    model_config = ConfigDict(extra="ignore")
 
     slack_signing_secret: SecretStr | None = None
     slack_bot_token: SecretStr | None = None
@@ -831,6 +835,15 @@ class Settings(BaseSettings):
     github_webhook_secret: SecretStr | None = None
     aws_endpoint_url: str | None = None
     aws_region: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_environment(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        environment = {name.lower(): value for name, value in os.environ.items()}
+        found = {name: environment[name] for name in cls.model_fields if name in environment}
+        return {**found, **data}
 
     def ci_secret(self, name: str) -> SecretStr | None:
         value = os.environ.get(f"KAJITORI_CI_SECRET_{name.upper().replace('-', '_')}")

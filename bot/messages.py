@@ -15,13 +15,13 @@ class Tone(StrEnum):
     WARNING = "warning"
 
 
-class Table(BaseModel):
+class Table(BaseModel, defer_build=True):
     columns: list[str]
     rows: list[list[str]]
     note: str | None = None
 
 
-class Button(BaseModel):
+class Button(BaseModel, defer_build=True):
     """An answer to a pending request: approve/deny (or confirm/cancel) with its id; or
     (action `suggest` or `run`) a command offered to whoever presses it."""
 
@@ -42,13 +42,13 @@ class Button(BaseModel):
 COMMAND_ACTIONS = frozenset({"suggest", "run"})
 
 
-class Attachment(BaseModel):
+class Attachment(BaseModel, defer_build=True):
     filename: str
     content: str
     mime: str = "text/csv"
 
 
-class Message(BaseModel):
+class Message(BaseModel, defer_build=True):
     text: str
     tone: Tone = Tone.INFO
     fields: dict[str, str] = Field(default_factory=dict)

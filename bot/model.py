@@ -1,4 +1,7 @@
-"""Records that flow between the core, the store and the adapters."""
+"""Records that flow between the core, the store and the adapters.
+
+Here as in the ports, models build their validators when first used (`defer_build`), not as
+their module loads: a one-shot `kajitori run` uses few of them."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 
-class Origin(BaseModel):
+class Origin(BaseModel, defer_build=True):
     """Where a command came from, and so where its answers go.
 
     `adapter` picks the chat adapter (slack, typetalk, local), `channel` is the member-visible
@@ -51,7 +54,7 @@ class JobStatus(StrEnum):
         return self is not JobStatus.RUNNING
 
 
-class AuditRecord(BaseModel):
+class AuditRecord(BaseModel, defer_build=True):
     at: datetime
     member: str  # the id used (`slack:U012ABC`)
     channel: str
@@ -65,7 +68,7 @@ class AuditRecord(BaseModel):
     target: str | None = None
 
 
-class JobRecord(BaseModel):
+class JobRecord(BaseModel, defer_build=True):
     id: int
     command: str
     title: str
@@ -109,7 +112,7 @@ class JobRecord(BaseModel):
         return self.targets or [lock.key for lock in self.locks]
 
 
-class LockRecord(BaseModel):
+class LockRecord(BaseModel, defer_build=True):
     key: str  # "SERVICE/ENV"
     owner: str  # member id
     reason: str = ""
@@ -141,7 +144,7 @@ class RequestStatus(StrEnum):
     OUTDATED = "outdated"
 
 
-class ApprovalRequest(BaseModel):
+class ApprovalRequest(BaseModel, defer_build=True):
     """A plan waiting for an approval or a confirmation, stored whole: deciding it runs this
     plan (its kind's runner with its state), never the command planned again."""
 
@@ -178,7 +181,7 @@ class ApprovalRequest(BaseModel):
         return f"R{self.id}"
 
 
-class DeployRecord(BaseModel):
+class DeployRecord(BaseModel, defer_build=True):
     id: int
     service: str
     env: str
@@ -198,7 +201,7 @@ class DeployRecord(BaseModel):
     previous_instances: dict[str, str] = Field(default_factory=dict)
 
 
-class DbSessionRecord(BaseModel):
+class DbSessionRecord(BaseModel, defer_build=True):
     id: int
     database: str
     env: str

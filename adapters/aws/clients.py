@@ -260,6 +260,9 @@ class AwsClients:
         session = self._role_sessions.get(role)
         if session is None:
             session = AioSession()
+            # The base session's loader: botocore reads its models and endpoints once per
+            # process, not once more for each role.
+            session.register_component("data_loader", self._session.get_component("data_loader"))
             credentials = _RoleCredentials(
                 lambda: self._assume(role), time_fetcher=self._now, margin=self._margin
             )

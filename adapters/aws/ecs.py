@@ -55,6 +55,12 @@ def _deployment(raw: dict[str, Any]) -> EcsDeployment:
     )
 
 
+def _arn_account(arn: str) -> str | None:
+    """`arn:aws:ecs:REGION:ACCOUNT:service/…` -> `ACCOUNT`."""
+    parts = arn.split(":")
+    return parts[4] if len(parts) > 5 and parts[0] == "arn" and parts[4].isdigit() else None
+
+
 def _update_failed(action: str, error: ClientError) -> OperationFailed:
     detail = error.response.get("Error", {})
     return OperationFailed(f"{action}: {detail.get('Code')}: {detail.get('Message')}")
@@ -337,6 +343,7 @@ class AwsEcs:
                 EcsEvent(id=e["id"], at=e["createdAt"], message=e["message"])
                 for e in raw.get("events", [])[:20]
             ],
+            account=_arn_account(raw.get("serviceArn", "")),
         )
 
     async def describe_capacity(self, scope: AwsScope, target: EcsTarget) -> EcsCapacity:

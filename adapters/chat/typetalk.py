@@ -61,23 +61,23 @@ _MARKS = {
 }
 
 
-class TypetalkAccount(BaseModel):
+class TypetalkAccount(BaseModel, defer_build=True):
     id: int
     name: str = Field(min_length=1, max_length=200)
     is_bot: bool = Field(default=False, alias="isBot")
 
 
-class TypetalkPost(BaseModel):
+class TypetalkPost(BaseModel, defer_build=True):
     id: int
     message: str
     account: TypetalkAccount
 
 
-class TypetalkTopic(BaseModel):
+class TypetalkTopic(BaseModel, defer_build=True):
     id: int
 
 
-class TypetalkDelivery(BaseModel):
+class TypetalkDelivery(BaseModel, defer_build=True):
     """The outgoing webhook's body (only what the bot reads; Typetalk sends much more)."""
 
     topic: TypetalkTopic

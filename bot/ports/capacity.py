@@ -43,13 +43,13 @@ def is_standard_on_demand(instance_type: str) -> bool:
 ROUTE53_SCOPE = "route53"
 
 
-class InstanceType(BaseModel):
+class InstanceType(BaseModel, defer_build=True):
     name: str
     vcpus: int
     architectures: list[str]
 
 
-class Instance(BaseModel):
+class Instance(BaseModel, defer_build=True):
     id: str
     instance_type: str
     state: str  # pending | running | stopping | stopped | shutting-down | terminated
@@ -66,7 +66,7 @@ class Instance(BaseModel):
         return self.tags.get(VERSION_TAG)
 
 
-class LaunchTemplate(BaseModel):
+class LaunchTemplate(BaseModel, defer_build=True):
     id: str
     name: str
     version: int
@@ -76,7 +76,7 @@ class LaunchTemplate(BaseModel):
     network_interfaces: bool = False
 
 
-class TemplateVersion(BaseModel):
+class TemplateVersion(BaseModel, defer_build=True):
     """One version of a launch template, with what a deploy changes in it."""
 
     template_id: str
@@ -94,31 +94,31 @@ class TemplateVersion(BaseModel):
         return None
 
 
-class Image(BaseModel):
+class Image(BaseModel, defer_build=True):
     id: str
     name: str
     state: str = "available"
 
 
-class Subnet(BaseModel):
+class Subnet(BaseModel, defer_build=True):
     id: str
     availability_zone: str
 
 
-class TargetHealth(BaseModel):
+class TargetHealth(BaseModel, defer_build=True):
     target_id: str
     state: str  # initial | healthy | unhealthy | unused | draining | unavailable
     reason: str | None = None
 
 
-class AsgInstance(BaseModel):
+class AsgInstance(BaseModel, defer_build=True):
     id: str
     lifecycle_state: str  # Pending | InService | Terminating | ...
     health_status: str
     instance_type: str | None = None
 
 
-class GroupTemplate(BaseModel):
+class GroupTemplate(BaseModel, defer_build=True):
     """The launch template an Auto Scaling group launches from."""
 
     id: str
@@ -126,7 +126,7 @@ class GroupTemplate(BaseModel):
     version: str  # a number, `$Latest` or `$Default`
 
 
-class InstanceRefresh(BaseModel):
+class InstanceRefresh(BaseModel, defer_build=True):
     """DescribeInstanceRefreshes, one entry."""
 
     id: str
@@ -149,7 +149,7 @@ class InstanceRefresh(BaseModel):
         )
 
 
-class RefreshRequest(BaseModel):
+class RefreshRequest(BaseModel, defer_build=True):
     """StartInstanceRefresh: the desired template version and the preferences."""
 
     template_id: str
@@ -162,7 +162,7 @@ class RefreshRequest(BaseModel):
     skip_matching: bool = False
 
 
-class AutoScalingGroup(BaseModel):
+class AutoScalingGroup(BaseModel, defer_build=True):
     name: str
     min_size: int
     max_size: int
@@ -177,7 +177,7 @@ class AutoScalingGroup(BaseModel):
         return sum(1 for i in self.instances if i.lifecycle_state == "InService")
 
 
-class DbInstance(BaseModel):
+class DbInstance(BaseModel, defer_build=True):
     id: str
     instance_class: str
     status: str
@@ -187,13 +187,13 @@ class DbInstance(BaseModel):
     maintenance_window: str | None = None
 
 
-class DbCluster(BaseModel):
+class DbCluster(BaseModel, defer_build=True):
     id: str
     engine: str
     members: list[DbInstance]
 
 
-class Quota(BaseModel):
+class Quota(BaseModel, defer_build=True):
     service_code: str
     code: str
     name: str
@@ -201,7 +201,7 @@ class Quota(BaseModel):
     applied: bool  # False: the AWS default (no applied value in the account)
 
 
-class LimitUsage(BaseModel):
+class LimitUsage(BaseModel, defer_build=True):
     """One row of `limits`: how much of a limit is used, where."""
 
     scope: str  # a region, or `route53` for per-zone limits
@@ -223,7 +223,7 @@ class LimitUsage(BaseModel):
         return f"{where}/{self.code or self.name}"
 
 
-class LimitReport(BaseModel):
+class LimitReport(BaseModel, defer_build=True):
     rows: list[LimitUsage] = Field(default_factory=list)
     # What could not be read, one line each ("ap-northeast-1 VPCs: AccessDenied ...").
     failures: list[str] = Field(default_factory=list)

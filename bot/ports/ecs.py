@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from bot.config import AwsScope, EcsTarget
 
 
-class EcsDeployment(BaseModel):
+class EcsDeployment(BaseModel, defer_build=True):
     id: str
     status: str  # PRIMARY | ACTIVE | INACTIVE
     task_definition: str
@@ -25,13 +25,13 @@ class EcsDeployment(BaseModel):
     updated_at: datetime | None = None
 
 
-class EcsEvent(BaseModel):
+class EcsEvent(BaseModel, defer_build=True):
     id: str
     at: datetime
     message: str
 
 
-class EcsServiceState(BaseModel):
+class EcsServiceState(BaseModel, defer_build=True):
     cluster: str
     service: str
     status: str
@@ -44,6 +44,8 @@ class EcsServiceState(BaseModel):
     version: str | None = None
     deployments: list[EcsDeployment] = Field(default_factory=list)
     events: list[EcsEvent] = Field(default_factory=list)
+    # The account the service is in, from its ARN (None where the ARN did not say).
+    account: str | None = None
 
     @property
     def image_tag(self) -> str:
@@ -101,7 +103,7 @@ def ecr_registry(image: str) -> tuple[str, str] | None:
     return (match.group(1), match.group(2)) if match else None
 
 
-class EcrImage(BaseModel):
+class EcrImage(BaseModel, defer_build=True):
     repository: str
     tag: str
     digest: str
@@ -112,7 +114,7 @@ class EcrImage(BaseModel):
 VERSION_TAG = "kajitori:version"
 
 
-class TaskDefinitionInfo(BaseModel):
+class TaskDefinitionInfo(BaseModel, defer_build=True):
     arn: str
     status: str  # ACTIVE | INACTIVE | DELETE_IN_PROGRESS
     image: str  # the named container's image
@@ -127,7 +129,7 @@ class TaskDefinitionInfo(BaseModel):
         return self.version or image_tag(self.image)
 
 
-class StoppedTask(BaseModel):
+class StoppedTask(BaseModel, defer_build=True):
     task_id: str
     task_definition: str
     started_by: str | None = None
@@ -143,7 +145,7 @@ def task_definition_name(arn: str) -> str:
     return arn.rsplit("/", 1)[-1]
 
 
-class EcsCapacity(BaseModel):
+class EcsCapacity(BaseModel, defer_build=True):
     desired: int
     running: int
     pending: int

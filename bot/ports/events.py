@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from bot.config import AwsScope
 
 
-class QueuedMessage(BaseModel):
+class QueuedMessage(BaseModel, defer_build=True):
     queue: str  # the queue URL
     message_id: str
     receipt: str
@@ -29,7 +29,7 @@ class EventQueue(Protocol):
         """Delete handled messages (by receipt handle)."""
 
 
-class Upcoming(BaseModel):
+class Upcoming(BaseModel, defer_build=True):
     """Something AWS will do to a resource: a maintenance, a retirement, a change."""
 
     source: str  # "EC2", "RDS", "Health"

@@ -26,7 +26,7 @@ FINAL_STATUSES = frozenset(
 )
 
 
-class Invocation(BaseModel):
+class Invocation(BaseModel, defer_build=True):
     """One instance's part of a Run Command (GetCommandInvocation)."""
 
     command_id: str

@@ -180,11 +180,12 @@ async def ecs_detail(ctx: Context, name: str, env_name: str, activity: Activity)
     env = services.config.environment(env_name)
     service = services.config.service(name, env_name)
     assert service.ecs is not None
-    state, records, account = await asyncio.gather(
+    state, records = await asyncio.gather(
         services.ecs.describe_service(env.scope, service.ecs),
         services.store.list_deploys(name, env_name, limit=DEPLOYS_READ),
-        _account(ctx, env.scope),
     )
+    # The service's ARN names the account it is in: STS is asked only where it does not.
+    account = state.account or await _account(ctx, env.scope)
     digest = await _digest(services, env.scope, state, service.ecs.repository)
     fields = {
         "version": f"{state.image_tag} ({digest})",

@@ -55,7 +55,7 @@ class Handled(StrEnum):
         return self not in (Handled.FAILED, Handled.HELD)
 
 
-class AlarmRecord(BaseModel):
+class AlarmRecord(BaseModel, defer_build=True):
     """An alarm's message and what it has shown, kept in the store between events."""
 
     name: str

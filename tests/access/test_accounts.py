@@ -147,6 +147,20 @@ async def test_each_command_reaches_its_environments_account(
         await bot.close()
 
 
+async def test_status_of_an_ecs_service_names_the_account_in_its_arn_without_asking_sts(
+    sandbox: Any, proxy: AwsProxy, chat: RecordingChat
+) -> None:
+    bot = await build(two_account_config(), proxy, chat)
+    try:
+        result = await say(bot, "status api staging")
+        assert result.outcome is Outcome.OK, result.text
+        assert result.messages[0].fields["account"] == "123456789012"
+        assert "GetCallerIdentity" not in {c.action for c in proxy.calls}
+        assert "DescribeServices" in {c.action for c in proxy.calls}
+    finally:
+        await bot.close()
+
+
 async def test_a_role_that_cannot_be_assumed_is_named_and_spares_the_other_environments(
     sandbox: Any, chat: RecordingChat
 ) -> None:

@@ -199,8 +199,7 @@ async def test_aws_failing_past_every_retry_ends_in_a_clear_failure_not_an_inter
             assert status.text == (
                 "AWS DescribeServices failed after 2 attempts: ThrottlingException (Rate exceeded)"
             )
-            # Two attempts at the service, as configured (status also asks STS which
-            # account it reads, at the same time).
+            # Two attempts at the service, as configured.
             assert len([c for c in proxy.calls if c.action == "DescribeServices"]) == 2
 
             # AWS starts throttling everything while a deploy watches its rollout.

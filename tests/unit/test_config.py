@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from adapters.cli import main
-from bot.config import load_config, parse_config
+from bot.config import Settings, load_config, parse_config
 from bot.errors import ConfigError
 from tests.conftest import DEMO_CONFIG, demo_data
 
@@ -204,3 +204,19 @@ def test_a_takeover_interval_of_half_the_lease_or_more_is_refused_with_the_reaso
     assert error.startswith("jobs: ") and "under half of `lease`" in error
     data["jobs"] = {"lease": "1m", "takeover_interval": "29s"}
     assert parse_config(data).jobs.takeover_interval.total_seconds() == 29
+
+
+def test_settings_come_from_the_environment_in_any_case_and_arguments_win(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-from-the-environment")
+    monkeypatch.setenv("aws_region", "eu-west-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("KAJITORI_UNRELATED", "ignored")
+    settings = Settings(aws_endpoint_url="http://127.0.0.1:8")
+    assert settings.slack_bot_token is not None
+    assert settings.slack_bot_token.get_secret_value() == "xoxb-from-the-environment"
+    assert settings.aws_region == "eu-west-1"
+    assert settings.aws_endpoint_url == "http://127.0.0.1:8"
+    assert settings.typetalk_token is None
+    assert "xoxb-from-the-environment" in settings.secret_values()
