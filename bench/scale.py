@@ -13,8 +13,9 @@ Everything runs on this machine:
     minute per workspace — `--speed` times faster, answering 429 with Retry-After beyond them;
   - `kajitori serve` with the DynamoDB store (in the sandbox) and Slack configured at the
     same `--speed`.
-`--deploys` slash commands `deploy SERVICE ENV v2` are sent at once in one channel, while a
-closed loop of `help` slash commands at concurrency 50 runs until the last job's final
+`--deploys` slash commands `deploy SERVICE ENV v2` are sent at once in one channel; as soon
+as they are acknowledged, a closed loop of `help` slash commands at concurrency 50 (`--flood`)
+starts and runs until the last job's final
 message has arrived (in its thread, or in a post telling several jobs' endings at once).
 The sandbox's own rollout time is measured at the same time, on a service of its own that
 kajitori does not touch. Slack's pace sets a floor of its own: each job needs a head
@@ -291,12 +292,15 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
         begun = time.monotonic()
         baseline_task = asyncio.create_task(sandbox_rollout_seconds(box.url))
-        loop = [asyncio.create_task(closed_loop()) for _ in range(args.flood)]
         deploy_acks = await asyncio.gather(
             *(post(session, url, signer, f"deploy {name} {env} v2") for env, name in targets)
         )
         if any(busy for _, busy in deploy_acks):
             raise RuntimeError("a deploy was refused as too busy")
+        # The other commands start as the deploys are acknowledged: a closed loop that asks
+        # far more than the work behind it can answer is refused in part from its first
+        # second, and would be refused a deploy sent into it just the same.
+        loop = [asyncio.create_task(closed_loop()) for _ in range(args.flood)]
         peak_rss = idle_rss
         heads: set[str] = set()
         # When each job's head and final message were first seen: how long each job ran.

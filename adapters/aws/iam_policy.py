@@ -591,6 +591,7 @@ class RuntimeFacts:
                 _statement(
                     "SharedStateForSeveralReplicas",
                     [
+                        "dynamodb:BatchGetItem",
                         "dynamodb:DeleteItem",
                         "dynamodb:DescribeTable",
                         "dynamodb:GetItem",

@@ -32,12 +32,13 @@ claims each one with a conditional write anyway.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import itertools
 import math
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -81,6 +82,10 @@ DB_SESSION_RETENTION = timedelta(days=1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Keys above this size are hashed: DynamoDB allows 2048 bytes for pk, 1024 for sk.
 _MAX_KEY_BYTES = 512
+# BatchGetItem takes up to 100 keys; what DynamoDB leaves unprocessed is asked again after
+# these pauses (as its documentation advises, backing off).
+BATCH_GET_LIMIT = 100
+UNPROCESSED_RETRIES = (0.05, 0.2, 1.0)
 
 
 def table_definition(table: str) -> dict[str, Any]:
@@ -775,6 +780,29 @@ class DynamoStore:
         )
         item = response.get("Item")
         return str(item["value"]["S"]) if item else None
+
+    async def get_values(self, keys: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        by_pk = {f"value#{_safe_key(key)}": key for key in keys}
+        pks = list(by_pk)
+        for start in range(0, len(pks), BATCH_GET_LIMIT):
+            request: dict[str, Any] = {
+                self._table: {
+                    "Keys": [self._key(pk) for pk in pks[start : start + BATCH_GET_LIMIT]],
+                    "ConsistentRead": True,
+                }
+            }
+            for delay in (*UNPROCESSED_RETRIES, None):
+                response = await self._client.batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self._table, []):
+                    found[by_pk[item["pk"]["S"]]] = str(item["value"]["S"])
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                if delay is None:
+                    raise RuntimeError("DynamoDB left keys of a batch read unprocessed")
+                await asyncio.sleep(delay)
+        return found
 
     async def swap_value(self, key: str, expected: str | None, value: str) -> bool:
         writer = _writer()

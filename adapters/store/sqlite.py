@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import functools
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,6 +31,8 @@ R = TypeVar("R")
 
 # How long `close` waits for the operations under way.
 CLOSE_GRACE = 10.0
+# Keys read at once by `get_values` (SQLite allows 32,766 parameters a statement).
+VALUES_PER_READ = 500
 
 
 class StoreClosed(RuntimeError):
@@ -362,6 +364,17 @@ class SqliteStore:
     async def get_value(self, key: str) -> str | None:
         row = await self._one("SELECT value FROM kv WHERE key = ?", (key,))
         return str(row[0]) if row else None
+
+    async def get_values(self, keys: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for start in range(0, len(keys), VALUES_PER_READ):
+            chunk = list(keys[start : start + VALUES_PER_READ])
+            marks = ", ".join("?" * len(chunk))
+            async with self._db.execute(
+                f"SELECT key, value FROM kv WHERE key IN ({marks})", chunk
+            ) as cursor:
+                found.update({str(k): str(v) async for k, v in cursor})
+        return found
 
     async def swap_value(self, key: str, expected: str | None, value: str) -> bool:
         if expected is None:

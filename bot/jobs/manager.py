@@ -40,8 +40,8 @@ log = logging.getLogger(__name__)
 # died is taken over, and its locks renewed, before anyone else can take its service. One
 # conditional write per lock is saved every other beat.
 LOCK_RENEWED_EVERY = 2
-# How often a running job looks for a stop asked on another replica (`cancel` there), at
-# most: with a short lease, every beat.
+# How often a replica looks for stops asked on another replica (`cancel` there) for the jobs
+# it runs, in one read for all of them, at most: with a short lease, every beat.
 STOP_CHECK_SECONDS = 5.0
 # How many running jobs one takeover pass looks at.
 TAKEOVER_BATCH = 100
@@ -83,6 +83,10 @@ class JobManager:
         self._lock_lease = lease * 2
         self._takes_over = False
         self._closing = False
+        # Reads the stops asked elsewhere for this replica's jobs while any runs, and the jobs
+        # it has told already.
+        self._stop_reader: asyncio.Task[None] | None = None
+        self._told_to_stop: set[int] = set()
 
     @property
     def runner(self) -> str:
@@ -159,6 +163,8 @@ class JobManager:
         self._tasks[job.id] = task
         self._contexts[job.id] = job
         task.add_done_callback(lambda _t: self._contexts.pop(job.id, None))
+        if self._stop_reader is None or self._stop_reader.done():
+            self._stop_reader = asyncio.create_task(self._read_stops(), name="job-stop-requests")
 
     async def wait(self, job_id: int) -> JobStatus:
         task = self._tasks.get(job_id)
@@ -230,6 +236,8 @@ class JobManager:
         that can be resumed (another replica, or this one once restarted, goes on with
         them); every other job is cancelled and says so."""
         self._closing = True
+        if self._stop_reader is not None:
+            self._stop_reader.cancel()
         resumers = self._resumers
         for job_id in self.running:
             job = self._contexts.get(job_id)
@@ -371,22 +379,13 @@ class JobManager:
         await job.post(final)
 
     async def _heartbeat(self, job: JobContext, task: asyncio.Task[Any] | None) -> None:
-        """Renew the job's lease and its locks; stop the job if another replica took it, or
-        if a member asked another replica to stop it."""
+        """Renew the job's lease and its locks; stop the job if another replica took it."""
         services = self._services
         record = job.record
         interval = max(self._lease.total_seconds() / 4, 0.05)
-        tick = min(interval, STOP_CHECK_SECONDS)
-        loop = asyncio.get_running_loop()
-        renew_at = loop.time() + interval
         beats = 0
         while True:
-            await asyncio.sleep(tick)
-            if await self._stop_asked(job, task):
-                return
-            if loop.time() < renew_at:
-                continue
-            renew_at = loop.time() + interval
+            await asyncio.sleep(interval)
             beats += 1
             now = services.clock.now()
             lease = now + self._lease
@@ -415,26 +414,43 @@ class JobManager:
                 except Exception as error:
                     log.warning("renewing lock %s failed: %r", lock.key, error)
 
-    async def _stop_asked(self, job: JobContext, task: asyncio.Task[Any] | None) -> bool:
-        """Act on a stop asked on another replica; True when the job is being cancelled."""
-        if job.cancel_action is not None:
-            return False  # already asked, and handed to the job
-        try:
-            asked = await self._services.store.get_value(stop_key(job.id))
-        except Exception as error:
-            log.warning("reading the stop requests of job %s failed: %r", job.id, error)
-            return False
-        if not asked:
-            return False
+    async def _read_stops(self) -> None:
+        """While jobs run here, look every few seconds for stops asked on other replicas:
+        one read for all of them, however many run."""
+        while self.running:
+            await asyncio.sleep(self.stop_check_seconds)
+            # A job already told to stop has it in hand.
+            self._told_to_stop &= set(self.running)
+            jobs = [
+                job
+                for job_id in self.running
+                if (job := self._contexts.get(job_id)) is not None
+                and job_id not in self._told_to_stop
+                and job.cancel_action is None
+            ]
+            if not jobs:
+                continue
+            try:
+                asked = await self._services.store.get_values([stop_key(j.id) for j in jobs])
+            except Exception as error:
+                log.warning("reading the stop requests of %d jobs failed: %r", len(jobs), error)
+                continue
+            for job in jobs:
+                if asked.get(stop_key(job.id)):
+                    self._stop_asked(job, asked[stop_key(job.id)])
+
+    def _stop_asked(self, job: JobContext, asked: str) -> None:
+        """Act on a stop asked on another replica."""
+        self._told_to_stop.add(job.id)
         action, _, by = asked.partition(" ")
         log.info("job %s: %s asked by %s on another replica", job.id, action, by)
         if action == "cancel":
             job.cancelled_by = by or None
+            task = self._tasks.get(job.id)
             if task is not None:
                 task.cancel()
-            return True
+            return
         job.request_stop(by, action)
-        return False
 
     async def _hand_over(self, job: JobContext) -> None:
         """Stop a resumable job here, so that another replica takes it over at once."""

@@ -3,6 +3,7 @@ for DynamoDB can implement it with conditional writes and expiry attributes."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
@@ -98,6 +99,9 @@ class Store(Protocol):
 
     # small values kept between runs (the quota watcher's last reported level per quota)
     async def get_value(self, key: str) -> str | None: ...
+    async def get_values(self, keys: Sequence[str]) -> dict[str, str]:
+        """The values of those of `keys` that are set (one read for many)."""
+
     async def swap_value(self, key: str, expected: str | None, value: str) -> bool:
         """Set `key` to `value` if it still holds `expected` (None: absent); False if not."""
 

@@ -522,3 +522,15 @@ async def test_an_event_claim_race_has_one_winner(store: Store) -> None:
     )
     assert results.count(EventClaim.CLAIMED) == 1
     assert results.count(EventClaim.HELD) == RACERS - 1
+
+
+async def test_get_values_reads_many_keys_at_once_and_leaves_out_the_unset(
+    store: Store,
+) -> None:
+    keys = [f"stop:{n}" for n in range(1, 251)]
+    for n in (3, 100, 101, 250):
+        assert await store.swap_value(f"stop:{n}", None, f"cancel member-{n}")
+    # More keys than one DynamoDB batch takes, and some read twice.
+    found = await store.get_values([*keys, "stop:3", "stop:999"])
+    assert found == {f"stop:{n}": f"cancel member-{n}" for n in (3, 100, 101, 250)}
+    assert await store.get_values([]) == {}
