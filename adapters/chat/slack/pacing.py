@@ -276,7 +276,7 @@ class ChannelPacer:
                         del self._progress[key]
                 for each in (post.before, post):
                     if each is not None:
-                        await self._deliver(each, bucket, channel)
+                        await self._deliver(each.sender(), [each], bucket, f"a post in {channel}")
             finally:
                 queue.task_done()
 
@@ -294,48 +294,39 @@ class ChannelPacer:
         for each in told[1:]:
             waiting.remove(each)
             each.absorbed = True  # skipped when its turn in the queue comes
-        try:
-            result = await send_with_retries(
-                send, bucket, f"final messages in {channel}", self._limited
-            )
-        except asyncio.CancelledError:
-            for each in told:
-                if each.done is not None:
-                    each.done.cancel()
-            raise
-        except Exception as error:
-            for each in told:
-                if each.done is not None and not each.done.done():
-                    each.done.set_exception(error)
+        if not await self._deliver(send, told, bucket, f"final messages in {channel}"):
             return True
         self.told_together += len(told)
-        queue = self._queues[channel]
         for each in told:
-            if each.done is not None and not each.done.done():
-                each.done.set_result(result)
             # Its thread still gets it (with the lines that waited there), as progress does.
-            queue.put_nowait(
+            self._queues[channel].put_nowait(
                 _Post(Priority.ROUTINE, next(self._seq), send=each.send, before=each.before)
             )
         return True
 
-    async def _deliver(self, post: _Post, bucket: TokenBucket, channel: str) -> None:
+    async def _deliver(
+        self, send: Send, posts: list[_Post], bucket: TokenBucket, what: str
+    ) -> bool:
+        """Send one post for `posts` (a post, or several jobs' endings told at once) and
+        settle what their callers await; True when it went."""
         try:
-            result = await send_with_retries(
-                post.sender(), bucket, f"a post in {channel}", self._limited
-            )
+            result = await send_with_retries(send, bucket, what, self._limited)
         except asyncio.CancelledError:
-            if post.done is not None:
-                post.done.cancel()
+            for post in posts:
+                if post.done is not None:
+                    post.done.cancel()
             raise
         except Exception as error:
-            if post.done is None:
-                log.exception("a progress post in %s could not be sent", channel)
-            elif not post.done.done():
-                post.done.set_exception(error)
-        else:
+            for post in posts:
+                if post.done is None:
+                    log.exception("%s could not be sent", what)
+                elif not post.done.done():
+                    post.done.set_exception(error)
+            return False
+        for post in posts:
             if post.done is not None and not post.done.done():
                 post.done.set_result(result)
+        return True
 
     async def close(self, grace: float = 10.0) -> None:
         """Send what is queued (a final message must not be lost), then stop."""
