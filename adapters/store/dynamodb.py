@@ -686,44 +686,27 @@ class DynamoStore:
     # --- deliveries seen ----------------------------------------------------------------
 
     async def first_seen(self, key: str, expires_at: datetime) -> bool:
-        now = datetime.now(UTC)
+        held = await self._put_unless_held(
+            f"seen#{_safe_key(key)}", expires_at, datetime.now(UTC), {}
+        )
+        return held is None
+
+    async def _put_unless_held(
+        self, pk: str, until: datetime, now: datetime, fields: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Put the item `pk` (with `fields`) held until `until`, unless one held past `now`
+        is there: None when written (by this call, or by an earlier attempt of it whose
+        answer was lost), else the item that holds it."""
         writer = _writer()
         try:
             await self._client.put_item(
                 TableName=self._table,
                 Item={
-                    **self._key(f"seen#{_safe_key(key)}"),
-                    "until": _number(_micros(expires_at)),
+                    **self._key(pk),
+                    **fields,
+                    "until": _number(_micros(until)),
                     "writer": writer,
-                    TTL_ATTRIBUTE: _number(_ttl(expires_at)),
-                },
-                ConditionExpression="attribute_not_exists(pk) OR #until <= :now",
-                ExpressionAttributeNames={"#until": "until"},
-                ExpressionAttributeValues={":now": _number(_micros(now))},
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as error:
-            if _conditional_failed(error):
-                return _written_by(error, writer)
-            raise
-        return True
-
-    # --- AWS events: claim (a lease), then posted ----------------------------------------
-
-    async def claim_event(
-        self, event_id: str, token: str, lease_until: datetime, now: datetime
-    ) -> EventClaim:
-        writer = _writer()
-        try:
-            await self._client.put_item(
-                TableName=self._table,
-                Item={
-                    **self._key(f"event#{_safe_key(event_id)}"),
-                    "state": _string("claimed"),
-                    "token": _string(token),
-                    "until": _number(_micros(lease_until)),
-                    "writer": writer,
-                    TTL_ATTRIBUTE: _number(_ttl(lease_until)),
+                    TTL_ATTRIBUTE: _number(_ttl(until)),
                 },
                 ConditionExpression="attribute_not_exists(pk) OR #until <= :now",
                 ExpressionAttributeNames={"#until": "until"},
@@ -734,11 +717,26 @@ class DynamoStore:
             if not _conditional_failed(error):
                 raise
             if _written_by(error, writer):
-                return EventClaim.CLAIMED
-            held = error.response.get("Item") or {}
-            state = held.get("state", {}).get("S") if isinstance(held, Mapping) else None
-            return EventClaim.POSTED if state == "posted" else EventClaim.HELD
-        return EventClaim.CLAIMED
+                return None
+            held = error.response.get("Item")
+            return dict(held) if isinstance(held, Mapping) else {}
+        return None
+
+    # --- AWS events: claim (a lease), then posted ----------------------------------------
+
+    async def claim_event(
+        self, event_id: str, token: str, lease_until: datetime, now: datetime
+    ) -> EventClaim:
+        held = await self._put_unless_held(
+            f"event#{_safe_key(event_id)}",
+            lease_until,
+            now,
+            {"state": _string("claimed"), "token": _string(token)},
+        )
+        if held is None:
+            return EventClaim.CLAIMED
+        state = held.get("state", {}).get("S")
+        return EventClaim.POSTED if state == "posted" else EventClaim.HELD
 
     async def event_posted(self, event_id: str, remember_until: datetime) -> None:
         await self._client.update_item(
