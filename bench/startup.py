@@ -38,6 +38,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = ROOT / "examples" / "demo.yaml"
 PYTHON = sys.executable
+# The `kajitori` command as its installed script starts it (adapters/launcher.py).
+KAJITORI = [PYTHON, "-m", "adapters"]
 
 
 def timed(args: list[str], env: dict[str, str]) -> tuple[float, float]:
@@ -57,9 +59,7 @@ def serve_start(env: dict[str, str], config: Path, port: int) -> tuple[float, in
     began = time.perf_counter()
     process = subprocess.Popen(
         [
-            PYTHON,
-            "-m",
-            "adapters.cli",
+            *KAJITORI,
             "serve",
             "--config",
             str(config),
@@ -136,9 +136,7 @@ def main() -> dict[str, float | bool]:
         config.write_text(yaml.safe_dump(data))
         floor = [PYTHON, "-c", "import aiobotocore.session, slack_sdk"]
         run = [
-            PYTHON,
-            "-m",
-            "adapters.cli",
+            *KAJITORI,
             "run",
             "--config",
             str(config),

@@ -26,6 +26,7 @@ from aiobotocore.session import AioSession, get_session
 from botocore.credentials import CredentialProvider
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from adapters.aws import loader
 from bot.config import AwsScope, EnvironmentAws
 from bot.errors import Refused
 
@@ -127,6 +128,13 @@ class _RoleProvider(CredentialProvider):
         return self._credentials
 
 
+def tls_verify(endpoint_url: str | None) -> bool | None:
+    """What a client's `verify` should be for this endpoint: False for plain HTTP (the
+    sandbox, a local emulator), where there is no certificate to check and loading the CA
+    bundle would only cost each client ~25 ms of CPU; otherwise botocore's default."""
+    return False if endpoint_url and endpoint_url.lower().startswith("http://") else None
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -157,6 +165,7 @@ class AwsClients:
         environment's region (its STS calls go there). `now` is what the credentials'
         expiry is compared with (tests move it forward)."""
         self._session: AioSession = get_session()
+        loader.install(self._session)
         self._endpoint_url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
         self._config = AioConfig(
             retries={"mode": retry_mode, "max_attempts": max_attempts},
@@ -220,6 +229,7 @@ class AwsClients:
                     service,  # type: ignore[call-overload]
                     region_name=scope.region,
                     endpoint_url=self._endpoint_url,
+                    verify=tls_verify(self._endpoint_url),
                     config=(
                         self._long_poll_config if service in LONG_POLL_SERVICES else self._config
                     ),

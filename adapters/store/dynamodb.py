@@ -48,6 +48,7 @@ from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, TypeAdapter
 
+from adapters.aws.clients import tls_verify
 from bot.model import (
     ApprovalRequest,
     AuditRecord,
@@ -279,6 +280,7 @@ class DynamoStore:
                 "dynamodb",
                 region_name=region,
                 endpoint_url=endpoint_url,
+                verify=tls_verify(endpoint_url),
                 config=config,
             )
             client = await stack.enter_async_context(creator)

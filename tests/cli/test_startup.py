@@ -34,7 +34,30 @@ print(json.dumps({"code": code, "loaded": loaded, "frozen": gc.get_freeze_count(
 """
 
 
-def run_in_process(tmp_path: Path, sandbox: Any, text: str) -> dict[str, Any]:
+# Starts as the installed `kajitori` script does (adapters/launcher.py), counting the
+# collections that ran while the command line's modules loaded.
+LAUNCHED = """
+import gc, json, sys
+collections = []
+
+def counted(phase, info):
+    cli = sys.modules.get("adapters.cli")
+    loading = cli is not None and not hasattr(cli, "main")
+    if phase == "start" and loading:
+        collections.append(info["generation"])
+
+gc.callbacks.append(counted)
+from adapters.launcher import main
+sys.argv[1:] = sys.argv[2:]
+code = main()
+print(json.dumps({"code": code, "while_loading": collections, "enabled": gc.isenabled(),
+                  "frozen": gc.get_freeze_count()}))
+"""
+
+
+def run_in_process(
+    tmp_path: Path, sandbox: Any, text: str, script: str = LOADED_AFTER_RUN
+) -> dict[str, Any]:
     data = demo_data()
     data["store"] = f"sqlite:///{tmp_path}/state.db"
     config = tmp_path / "kajitori.yaml"
@@ -49,7 +72,7 @@ def run_in_process(tmp_path: Path, sandbox: Any, text: str) -> dict[str, Any]:
     env.pop("SLACK_BOT_TOKEN", None)
     args = ["run", "--config", str(config), "--as", "local:alice", text]
     done = subprocess.run(
-        [sys.executable, "-c", LOADED_AFTER_RUN, " ".join(DEFERRED), *args],
+        [sys.executable, "-c", script, " ".join(DEFERRED), *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -79,6 +102,17 @@ def test_a_one_shot_run_leaves_what_it_built_out_of_the_collectors_reach_before_
     result = run_in_process(tmp_path, sandbox, "status api staging")
     assert result["code"] == 0
     # Every module, the config and botocore's models: not walked again on the way out.
+    assert result["frozen"] > 10_000
+
+
+def test_the_command_loads_its_modules_with_the_collector_off_and_turns_it_back_on(
+    tmp_path: Path, sandbox: Any
+) -> None:
+    result = run_in_process(tmp_path, sandbox, "status api staging", script=LAUNCHED)
+    assert result["code"] == 0
+    assert "api in staging (ECS staging/api)" in result["stdout"]
+    assert result["while_loading"] == []
+    assert result["enabled"] is True
     assert result["frozen"] > 10_000
 
 
