@@ -19,8 +19,11 @@ ALICE = Origin(adapter="local", channel="local", member="local:alice")
 
 
 @contextlib.asynccontextmanager
-async def serving(bot: Bot, settings: Settings | None = None) -> AsyncIterator[str]:
-    app = build_web_app(bot)
+async def serving(
+    bot: Bot, settings: Settings | None = None, *, app: web.Application | None = None
+) -> AsyncIterator[str]:
+    """`app` (by default the bot's whole web application) on a free loopback port."""
+    app = app or build_web_app(bot)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

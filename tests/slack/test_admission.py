@@ -4,8 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
+from pydantic import SecretStr
+
+from adapters.bootstrap import build_bot, build_web_app
 from adapters.chat.slack.admission import Admission
+from adapters.chat.slack.app import SLACK_LISTENERS_KEY
+from adapters.chat.slack.listeners import SlackListeners
+from bot.config import Settings, parse_config
+from tests.reliability.helpers import serving
+from tests.slack.conftest import BOT_TOKEN, SIGNING_SECRET, slack_config
+from tests.support.fake_slack import FakeSlack, SlackSender
 
 
 async def _enter(admission: Admission, entered: list[int], n: int, release: asyncio.Event) -> None:
@@ -146,3 +160,70 @@ async def test_no_room_once_the_work_waiting_would_take_max_wait_to_start_at_its
     release.set()
     await asyncio.gather(*tasks)
     assert admission.has_room()
+
+
+# -- refused in the acknowledgement, through the real server ---------------------------
+
+
+@contextlib.asynccontextmanager
+async def _busy_server(
+    sandbox: Any, fake_slack: FakeSlack, tmp_path: Path
+) -> AsyncIterator[tuple[SlackSender, SlackListeners]]:
+    """The real server in this process, with one slot of room for work, taken."""
+    settings = Settings(
+        slack_signing_secret=SecretStr(SIGNING_SECRET),
+        slack_bot_token=SecretStr(BOT_TOKEN),
+        slack_api_url=fake_slack.api_url,
+        aws_endpoint_url=sandbox.url,
+    )
+    bot = await build_bot(parse_config(slack_config(tmp_path)), settings, runner="test")
+    release = asyncio.Event()
+    try:
+        app = build_web_app(bot)
+        listeners = app[SLACK_LISTENERS_KEY]
+        listeners.admission = Admission(backlog=1)
+        holder = asyncio.create_task(_enter(listeners.admission, [], 0, release))
+        await _settle()
+        assert not listeners.admission.has_room()
+        async with serving(bot, settings, app=app) as url:
+            yield SlackSender(url, SIGNING_SECRET, fake_slack.url), listeners
+        release.set()
+        await holder
+    finally:
+        release.set()
+        await bot.close()
+
+
+async def test_a_signed_slash_command_past_capacity_is_refused_in_its_acknowledgement(
+    sandbox: Any, fake_slack: FakeSlack, tmp_path: Path
+) -> None:
+    async with _busy_server(sandbox, fake_slack, tmp_path) as (sender, listeners):
+        status, body = await sender.slash("deploy api staging v2")
+        assert status == 200
+        answer = json.loads(body)
+        assert answer["response_type"] == "ephemeral"
+        assert "kajitori is busy" in answer["text"]
+        assert "`/ops deploy api staging v2` was not run" in answer["text"]
+        # A repeated field reads as bolt reads it: the last one.
+        form = sender.slash_body("status") | {"text": "status"}
+        status, body = await sender.send(
+            urlencode(form) + "&text=history", "application/x-www-form-urlencoded"
+        )
+        assert "`/ops history` was not run" in json.loads(body)["text"]
+        # Unsigned, or signed with another secret: bolt's 401, whatever the load.
+        body_text = urlencode(sender.slash_body("deploy api staging v2"))
+        status, _ = await sender.send(
+            body_text,
+            "application/x-www-form-urlencoded",
+            headers=sender.sign(body_text, secret="not-the-secret"),
+        )
+        assert status == 401
+        # Not a slash command (Slack's SSL check of the command URL): bolt answers it.
+        ssl_check = urlencode({"ssl_check": "1", "token": "legacy-verification-token"})
+        status, _ = await sender.send(ssl_check, "application/x-www-form-urlencoded")
+        assert status == 200
+        await asyncio.sleep(0.2)
+    # Nothing ran, nothing was posted: each member learnt why in the acknowledgement.
+    assert not fake_slack.said()
+    assert not fake_slack.hook_posts()
+    assert listeners.admission.pending == 0

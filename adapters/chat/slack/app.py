@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import logging
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
@@ -41,6 +42,7 @@ API_TIMEOUT = 10.0  # seconds, for every Web API call and response_url post
 UNREADABLE = {"error": "unreadable request"}
 SIGNATURE_WINDOW = 300  # seconds a request's timestamp may be off, as Slack's verifier allows
 SLACK_APP_KEY = web.AppKey("slack_app", AsyncApp)
+SLACK_LISTENERS_KEY = web.AppKey("slack_listeners", SlackListeners)
 
 
 class _ClientCarriesToken(logging.Filter):
@@ -123,6 +125,7 @@ def mount(
     listeners.register(bolt, kernel.config.slack.command)
     bolt.error(_unreadable)
     app[SLACK_APP_KEY] = bolt
+    app[SLACK_LISTENERS_KEY] = listeners
 
     async def close(_app: web.Application) -> None:
         await listeners.close()
@@ -135,6 +138,10 @@ def mount(
 
     async def events(request: web.Request) -> web.Response:
         with listeners.admission.acknowledging():
+            if not listeners.admission.has_room():
+                refused = await _refused_early(request, secret, listeners)
+                if refused is not None:
+                    return refused
             try:
                 bolt_request = await to_bolt_request(request)
             except Exception:
@@ -159,6 +166,34 @@ def mount(
             return await to_aiohttp_response(response)
 
     app.router.add_post(EVENTS_PATH, events)
+
+
+async def _refused_early(
+    request: web.Request, secret: SecretStr, listeners: SlackListeners
+) -> web.Response | None:
+    """The refusal of a signed slash command while the work is past its capacity, answered
+    before bolt reads the request: shedding load costs a signature check and a form parse,
+    not bolt's whole dispatch, so a flood of commands is refused at several times the pace
+    and the acknowledgements of everything else keep their time. Anything else (not a slash
+    command, not signed: bolt answers 401) goes on to bolt."""
+    if request.content_type != "application/x-www-form-urlencoded":
+        return None
+    body = await request.read()
+    if not _signed_by_slack(secret, body, request.headers):
+        return None
+    try:
+        # Read as bolt reads a form: the last of a repeated field wins.
+        form = dict(urllib.parse.parse_qsl(body.decode(), keep_blank_values=True))
+    except UnicodeDecodeError:
+        return None
+    command = form.get("command")
+    if not command or "ssl_check" in form:
+        return None
+    refused = listeners.refusal(command, form.get("text", ""))
+    if refused is None:
+        return None
+    # What bolt sends for `ack(response_type="ephemeral", text=...)`.
+    return web.json_response({"text": refused, "response_type": "ephemeral"})
 
 
 async def _unreadable(error: Exception) -> BoltResponse:

@@ -93,24 +93,30 @@ class SlackListeners:
 
     # bolt listeners: acknowledge, then work in the background
 
-    async def on_command(self, ack: AsyncAck, body: dict[str, Any]) -> None:
-        if not self.admission.has_room():
-            # Each waiting command holds memory until it runs: past the backlog, the member
-            # learns at once that this one did not run (mentions and clicks come at a
-            # person's pace and Slack's Events API limits, and always wait their turn).
-            command = f"{body.get('command', '')} {body.get('text', '')}".strip()
-            self._refused += 1
-            if time.monotonic() - self._refusal_logged_at >= REFUSALS_LOGGED_EVERY:
-                self._refusal_logged_at = time.monotonic()
-                log.warning(
-                    "busy: %s slash commands refused so far, %s requests wait",
-                    self._refused,
-                    self.admission.pending,
-                )
-            await ack(
-                response_type="ephemeral",
-                text=BUSY.format(pending=self.admission.pending, command=command),
+    def refusal(self, command: str, text: str) -> str | None:
+        """What a slash command is answered when the work is past its capacity (see
+        `Admission.has_room`), or None when there is room for it.
+
+        Each waiting command holds memory until it runs: past the backlog, the member learns
+        at once that this one did not run (mentions and clicks come at a person's pace and
+        Slack's Events API limits, and always wait their turn)."""
+        if self.admission.has_room():
+            return None
+        self._refused += 1
+        if time.monotonic() - self._refusal_logged_at >= REFUSALS_LOGGED_EVERY:
+            self._refusal_logged_at = time.monotonic()
+            log.warning(
+                "busy: %s slash commands refused so far, %s requests wait",
+                self._refused,
+                self.admission.pending,
             )
+        typed = f"{command} {text}".strip()
+        return BUSY.format(pending=self.admission.pending, command=typed)
+
+    async def on_command(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        refused = self.refusal(str(body.get("command", "")), str(body.get("text", "")))
+        if refused is not None:
+            await ack(response_type="ephemeral", text=refused)
             return
         # in_channel with no text: Slack shows the member's command to the channel.
         await ack(response_type="in_channel")
