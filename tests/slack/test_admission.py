@@ -22,8 +22,14 @@ from tests.slack.conftest import BOT_TOKEN, SIGNING_SECRET, slack_config
 from tests.support.fake_slack import FakeSlack, SlackSender
 
 
-async def _enter(admission: Admission, entered: list[int], n: int, release: asyncio.Event) -> None:
-    async with admission.slot():
+async def _enter(
+    admission: Admission,
+    entered: list[int],
+    n: int,
+    release: asyncio.Event,
+    member: str | None = None,
+) -> None:
+    async with admission.slot(member):
         entered.append(n)
         await release.wait()
 
@@ -162,6 +168,27 @@ async def test_no_room_once_the_work_waiting_would_take_max_wait_to_start_at_its
     assert admission.has_room()
 
 
+async def test_past_its_bounds_a_member_with_no_work_waiting_is_still_taken_on() -> None:
+    admission = Admission(backlog=1)
+    release = asyncio.Event()
+    entered: list[int] = []
+    alice = asyncio.create_task(_enter(admission, entered, 1, release, member="slack:UA"))
+    await _settle()
+    assert not admission.has_room()
+    assert not admission.has_room("slack:UA")
+    assert admission.has_room("slack:UB")
+    bob = asyncio.create_task(_enter(admission, entered, 2, release, member="slack:UB"))
+    await _settle()
+    assert entered == [1, 2]
+    assert admission.pending == 2
+    assert not admission.has_room("slack:UB")
+    assert not admission.has_room("slack:UA")
+    release.set()
+    await asyncio.gather(alice, bob)
+    assert admission.pending == 0
+    assert admission.has_room() and admission.has_room("slack:UA")
+
+
 # -- refused in the acknowledgement, through the real server ---------------------------
 
 
@@ -182,9 +209,11 @@ async def _busy_server(
         app = build_web_app(bot)
         listeners = app[SLACK_LISTENERS_KEY]
         listeners.admission = Admission(backlog=1)
-        holder = asyncio.create_task(_enter(listeners.admission, [], 0, release))
+        holder = asyncio.create_task(
+            _enter(listeners.admission, [], 0, release, member="slack:U0ALICE")
+        )
         await _settle()
-        assert not listeners.admission.has_room()
+        assert not listeners.admission.has_room("slack:U0ALICE")
         async with serving(bot, settings, app=app) as url:
             yield SlackSender(url, SIGNING_SECRET, fake_slack.url), listeners
         release.set()
@@ -222,8 +251,13 @@ async def test_a_signed_slash_command_past_capacity_is_refused_in_its_acknowledg
         ssl_check = urlencode({"ssl_check": "1", "token": "legacy-verification-token"})
         status, _ = await sender.send(ssl_check, "application/x-www-form-urlencoded")
         assert status == 200
+        # Another member, with no work waiting, is taken on despite the load, and answered.
+        status, body = await sender.slash("status api staging", user="U0BOB")
+        assert (status, json.loads(body)) == (200, {"text": "", "response_type": "in_channel"})
+        await fake_slack.wait_for(lambda: len(fake_slack.hook_posts()) == 1)
         await asyncio.sleep(0.2)
-    # Nothing ran, nothing was posted: each member learnt why in the acknowledgement.
-    assert not fake_slack.said()
-    assert not fake_slack.hook_posts()
+    # Of the busy member's commands, none ran and nothing was posted: they learnt why in the
+    # acknowledgement.
+    assert len(fake_slack.hook_posts()) == 1
+    assert "api in staging" in json.dumps(fake_slack.hook_posts())
     assert listeners.admission.pending == 0

@@ -15,13 +15,16 @@ otherwise grow without end. Once `backlog` pieces wait or run, or a new piece wo
 work has been starting over the last few seconds, the pieces waiting ahead would take that
 long to start), a slash command is refused in its acknowledgement, with the reason, instead
 of waiting (`has_room`). A burst the work catches up with in seconds is taken on whole.
+Past that bound, a member with no work waiting or running is still taken on, and waits their
+turn: one member's flood cannot get everyone else's commands refused (the work beyond the
+bound is at most one piece per member).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Iterator
 
 # How far back the pace at which work starts is measured, and how much of it must be seen
@@ -52,6 +55,8 @@ class Admission:
         self._timer: asyncio.TimerHandle | None = None
         # When recent pieces of work started (within PACE_WINDOW).
         self._started: deque[float] = deque()
+        # Pieces of work waiting or running, by the member who asked for them.
+        self._members: Counter[str] = Counter()
 
     @contextlib.contextmanager
     def acknowledging(self) -> Iterator[None]:
@@ -64,10 +69,14 @@ class Admission:
             if self._acknowledging == 0 and self._waiting:
                 self._admit()
 
-    def has_room(self) -> bool:
+    def has_room(self, member: str | None = None) -> bool:
         """Fewer than `backlog` pieces of work wait or run, and one more would not wait
         `max_wait` seconds: none has waited that long, and at the pace work started lately
-        those ahead would not take that long either."""
+        those ahead would not take that long either. Or else `member` has no work waiting or
+        running."""
+        return self._within_bounds() or (member is not None and not self._members[member])
+
+    def _within_bounds(self) -> bool:
         if self._pending >= self._backlog:
             return False
         if not self._waiting:
@@ -100,13 +109,20 @@ class Admission:
         return self._pending
 
     @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    async def slot(self, member: str | None = None) -> AsyncIterator[None]:
+        """Wait for a turn, then hold it while the work runs; `member`: who asked for it."""
         self._pending += 1
+        if member is not None:
+            self._members[member] += 1
         try:
             async with self._held():
                 yield
         finally:
             self._pending -= 1
+            if member is not None:
+                self._members[member] -= 1
+                if not self._members[member]:
+                    del self._members[member]
 
     @contextlib.asynccontextmanager
     async def _held(self) -> AsyncIterator[None]:

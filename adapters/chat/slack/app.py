@@ -32,6 +32,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.chat.slack.chat import SlackChat
 from adapters.chat.slack.listeners import SlackListeners
 from adapters.chat.slack.pacing import ChannelPacer, UpdateBudget
+from adapters.chat.slack.payloads import slash_command_member
 from bot.config import Settings, SlackConfig
 from bot.kernel import Kernel
 
@@ -171,8 +172,8 @@ def mount(
 async def _refused_early(
     request: web.Request, secret: SecretStr, listeners: SlackListeners
 ) -> web.Response | None:
-    """The refusal of a signed slash command while the work is past its capacity, answered
-    before bolt reads the request: shedding load costs a signature check and a form parse,
+    """The refusal of a signed slash command while the work is past its capacity (and its
+    member already has work waiting or running), answered before bolt reads the request: shedding load costs a signature check and a form parse,
     not bolt's whole dispatch, so a flood of commands is refused at several times the pace
     and the acknowledgements of everything else keep their time. Anything else (not a slash
     command, not signed: bolt answers 401) goes on to bolt."""
@@ -189,7 +190,7 @@ async def _refused_early(
     command = form.get("command")
     if not command or "ssl_check" in form:
         return None
-    refused = listeners.refusal(command, form.get("text", ""))
+    refused = listeners.refusal(command, form.get("text", ""), slash_command_member(form))
     if refused is None:
         return None
     # What bolt sends for `ack(response_type="ephemeral", text=...)`.

@@ -30,6 +30,7 @@ from adapters.chat.slack.payloads import (
     mention_origin,
     slack_id,
     slash_command_key,
+    slash_command_member,
     slash_command_origin,
 )
 from bot.dispatcher import Result
@@ -93,14 +94,15 @@ class SlackListeners:
 
     # bolt listeners: acknowledge, then work in the background
 
-    def refusal(self, command: str, text: str) -> str | None:
-        """What a slash command is answered when the work is past its capacity (see
-        `Admission.has_room`), or None when there is room for it.
+    def refusal(self, command: str, text: str, member: str) -> str | None:
+        """What `member`'s slash command is answered when the work is past its capacity and
+        they already have work waiting or running (see `Admission.has_room`), or None when
+        there is room for it.
 
         Each waiting command holds memory until it runs: past the backlog, the member learns
         at once that this one did not run (mentions and clicks come at a person's pace and
         Slack's Events API limits, and always wait their turn)."""
-        if self.admission.has_room():
+        if self.admission.has_room(member):
             return None
         self._refused += 1
         if time.monotonic() - self._refusal_logged_at >= REFUSALS_LOGGED_EVERY:
@@ -114,13 +116,14 @@ class SlackListeners:
         return BUSY.format(pending=self.admission.pending, command=typed)
 
     async def on_command(self, ack: AsyncAck, body: dict[str, Any]) -> None:
-        refused = self.refusal(str(body.get("command", "")), str(body.get("text", "")))
+        member = slash_command_member(body)
+        refused = self.refusal(str(body.get("command", "")), str(body.get("text", "")), member)
         if refused is not None:
             await ack(response_type="ephemeral", text=refused)
             return
         # in_channel with no text: Slack shows the member's command to the channel.
         await ack(response_type="in_channel")
-        self._spawn(self._slash_command(body), "slash command")
+        self._spawn(self._slash_command(body), "slash command", member)
 
     async def on_mention(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
@@ -134,14 +137,16 @@ class SlackListeners:
         await ack()
         self._spawn(self._button(body), "button click")
 
-    def _spawn(self, work: Coroutine[Any, Any, None], what: str) -> None:
-        task = asyncio.create_task(self._guarded(work, what))
+    def _spawn(self, work: Coroutine[Any, Any, None], what: str, member: str | None = None) -> None:
+        task = asyncio.create_task(self._guarded(work, what, member))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _guarded(self, work: Coroutine[Any, Any, None], what: str) -> None:
+    async def _guarded(
+        self, work: Coroutine[Any, Any, None], what: str, member: str | None
+    ) -> None:
         try:
-            async with self.admission.slot():
+            async with self.admission.slot(member):
                 await work
         except asyncio.CancelledError:
             raise

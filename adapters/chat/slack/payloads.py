@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import html
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from bot.model import Origin
@@ -50,11 +51,15 @@ def _extra(**values: Any) -> dict[str, str]:
     return {k: str(v) for k, v in values.items() if v}
 
 
+def slash_command_member(body: Mapping[str, Any]) -> str:
+    return f"{ADAPTER}:{body.get('user_id', '')}"
+
+
 def slash_command_origin(body: dict[str, Any]) -> Origin:
     return Origin(
         adapter=ADAPTER,
         channel=f"{ADAPTER}:{body.get('channel_id', '')}",
-        member=f"{ADAPTER}:{body.get('user_id', '')}",
+        member=slash_command_member(body),
         extra=_extra(response_url=body.get("response_url"), team=body.get("team_id")),
     )
 
