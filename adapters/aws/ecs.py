@@ -7,6 +7,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from adapters.aws.clients import AwsClients
+from adapters.aws.ecs_reads import ServiceReads
 from bot.config import AwsScope, EcsTarget
 from bot.errors import OperationFailed, Refused
 from bot.ports.ecs import (
@@ -72,18 +73,27 @@ class AwsEcs:
         # A task definition revision never changes, so a rollout watcher polling the service
         # reads each revision's image once, not once per poll.
         self._images: dict[tuple[AwsScope, str, str], TaskDefinitionInfo] = {}
+        # Services of one cluster read at once share DescribeServices calls (ecs_reads.py).
+        self._reads: dict[tuple[AwsScope, str], ServiceReads] = {}
 
     async def _describe_raw(self, scope: AwsScope, target: EcsTarget) -> dict[str, Any]:
-        ecs = await self._clients.client("ecs", scope)
-        response = await ecs.describe_services(cluster=target.cluster, services=[target.service])
-        services = response.get("services", [])
-        if not services or services[0].get("status") == "INACTIVE":
-            reason = (response.get("failures") or [{}])[0].get("reason", "MISSING")
+        reads = self._reads.get((scope, target.cluster))
+        if reads is None:
+
+            async def describe(services: list[str]) -> dict[str, Any]:
+                ecs = await self._clients.client("ecs", scope)
+                response: dict[str, Any] = await ecs.describe_services(
+                    cluster=target.cluster, services=services
+                )
+                return response
+
+            reads = self._reads[(scope, target.cluster)] = ServiceReads(describe)
+        service, reason = await reads.read(target.service)
+        if service is None or service.get("status") == "INACTIVE":
             raise Refused(
                 f"ECS service {target.cluster}/{target.service} not found ({reason})",
                 hint="check environments.*.services.*.ecs in the config",
             )
-        service: dict[str, Any] = services[0]
         return service
 
     async def _container_image(
