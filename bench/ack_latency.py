@@ -176,6 +176,7 @@ def sandbox(port: int, jobs: int, step: float) -> None:
     import boto3
 
     from sandbox import Sandbox, SandboxTiming
+    from sandbox.seed import add_services_like
 
     # Blocked before moto's threads start, so that only sigwait below receives them.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
@@ -188,17 +189,7 @@ def sandbox(port: int, jobs: int, step: float) -> None:
         aws_access_key_id="bench",
         aws_secret_access_key="bench",
     )
-    api = ecs.describe_services(cluster="staging", services=["api"])["services"][0]
-    for name in service_names(jobs):
-        ecs.create_service(
-            cluster="staging",
-            serviceName=name,
-            taskDefinition=api["taskDefinition"],
-            desiredCount=2,
-            launchType="FARGATE",
-            deploymentConfiguration=api["deploymentConfiguration"],
-            networkConfiguration=api["networkConfiguration"],
-        )
+    add_services_like(ecs, "staging", service_names(jobs))
     # Let them settle at the fast timing, then slow rollouts down for the measurement.
     while True:
         found = ecs.describe_services(cluster="staging", services=service_names(jobs))["services"]

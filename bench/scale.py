@@ -83,6 +83,7 @@ def sandbox_role(port: int, services: int, step: float) -> None:
     import boto3
 
     from sandbox import Sandbox, SandboxTiming
+    from sandbox.seed import add_services_like
 
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     box = Sandbox(port=port, timing=SandboxTiming.fast())
@@ -97,17 +98,7 @@ def sandbox_role(port: int, services: int, step: float) -> None:
     names = service_names(services)
     names["staging"].append("baseline")
     for env, wanted in names.items():
-        api = ecs.describe_services(cluster=env, services=["api"])["services"][0]
-        for name in wanted:
-            ecs.create_service(
-                cluster=env,
-                serviceName=name,
-                taskDefinition=api["taskDefinition"],
-                desiredCount=2,
-                launchType="FARGATE",
-                deploymentConfiguration=api["deploymentConfiguration"],
-                networkConfiguration=api["networkConfiguration"],
-            )
+        add_services_like(ecs, env, wanted)
     for env, wanted in names.items():
         for chunk in range(0, len(wanted), 10):
             part = wanted[chunk : chunk + 10]

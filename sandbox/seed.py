@@ -392,6 +392,24 @@ def _seed_ecs(clients: Any, seed: DemoSeed, env: str, network: _Network) -> None
     )
 
 
+def add_services_like(
+    ecs: Any, cluster: str, names: list[str], *, like: str = "api", desired: int = 2
+) -> None:
+    """More ECS services in `cluster`, each running what service `like` runs, the same way
+    (for benchmarks and tests that need many services)."""
+    model = ecs.describe_services(cluster=cluster, services=[like])["services"][0]
+    for name in names:
+        ecs.create_service(
+            cluster=cluster,
+            serviceName=name,
+            taskDefinition=model["taskDefinition"],
+            desiredCount=desired,
+            launchType="FARGATE",
+            deploymentConfiguration=model["deploymentConfiguration"],
+            networkConfiguration=model["networkConfiguration"],
+        )
+
+
 def _seed_web(
     clients: Any, seed: DemoSeed, env: str, network: _Network, deregistration_delay: float
 ) -> list[str]:

@@ -15,6 +15,7 @@ from adapters.aws.clients import AwsClients
 from adapters.aws.ecs import AwsEcs
 from bot.config import AwsScope, EcsTarget
 from bot.errors import Refused
+from sandbox.seed import add_services_like
 
 REGION = "ap-northeast-1"
 SCOPE = AwsScope(None, REGION)
@@ -53,17 +54,8 @@ def add_services(sandbox: Any, count: int) -> list[str]:
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
-    api = client.describe_services(cluster="staging", services=["api"])["services"][0]
     names = [f"svc-{n:02d}" for n in range(count)]
-    for name in names:
-        client.create_service(
-            cluster="staging",
-            serviceName=name,
-            taskDefinition=api["taskDefinition"],
-            desiredCount=1,
-            launchType="FARGATE",
-            networkConfiguration=api["networkConfiguration"],
-        )
+    add_services_like(client, "staging", names, desired=1)
     return names
 
 
