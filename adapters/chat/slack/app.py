@@ -173,10 +173,11 @@ async def _refused_early(
     request: web.Request, secret: SecretStr, listeners: SlackListeners
 ) -> web.Response | None:
     """The refusal of a signed slash command while the work is past its capacity (and its
-    member already has work waiting or running), answered before bolt reads the request: shedding load costs a signature check and a form parse,
-    not bolt's whole dispatch, so a flood of commands is refused at several times the pace
-    and the acknowledgements of everything else keep their time. Anything else (not a slash
-    command, not signed: bolt answers 401) goes on to bolt."""
+    member already has work waiting or running), answered before bolt reads the request:
+    shedding load costs a signature check and a form parse, not bolt's whole dispatch, so a
+    flood of commands is refused at several times the pace and the acknowledgements of
+    everything else keep their time. Anything else (not a slash command, not signed: bolt
+    answers 401) goes on to bolt."""
     if request.content_type != "application/x-www-form-urlencoded":
         return None
     body = await request.read()
