@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from bot.errors import failure_reply
 from bot.grammar import format_duration
@@ -33,6 +34,7 @@ from bot.plan import JobBody, Plan
 from bot.services import Services
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 # A lock's lease is twice its job's, so renewing it every other beat (every half job lease)
 # still leaves it at least one and a half job leases at any time: more than the job's lease
@@ -49,6 +51,10 @@ TAKEOVER_BATCH = 100
 STATE_PREVIEW = 300
 # How much of a job's final message its record keeps (`jobs` shows it whole).
 RESULT_LIMIT = 2000
+# The end of a job (its record, its locks, its audit line) is written again after these
+# pauses while the store fails: under sustained faults botocore stops retrying once its retry
+# quota is spent, and a job left "running" in the store would be taken over and resumed.
+END_WRITE_PAUSES = (0.2, 0.5, 1.0, 2.0, 4.0)
 
 
 def _since(seconds: float) -> str:
@@ -351,7 +357,7 @@ class JobManager:
         record.ended_at = now
         record.updated_at = now
         try:
-            if not await services.store.update_job(record):
+            if not await _persistently(lambda: services.store.update_job(record)):
                 # Taken over while ending: the locks and the last word are the new runner's.
                 log.warning("job %s was taken over while it ended here", record.id)
                 return
@@ -359,21 +365,20 @@ class JobManager:
             log.exception("recording the end of job %s failed", record.id)
         for lock in record.locks:
             try:
-                await self._locks.release(lock)
+                await _persistently(functools.partial(self._locks.release, lock))
             except Exception:
                 log.exception("releasing lock %s of job %s failed", lock.key, record.id)
+        audit = AuditRecord(
+            at=now,
+            member=record.member,
+            channel=record.origin.channel,
+            text=record.command,
+            outcome=f"job {status.value}",
+            job_id=record.id,
+            detail=record.summary,
+        )
         try:
-            await services.store.add_audit(
-                AuditRecord(
-                    at=now,
-                    member=record.member,
-                    channel=record.origin.channel,
-                    text=record.command,
-                    outcome=f"job {status.value}",
-                    job_id=record.id,
-                    detail=record.summary,
-                )
-            )
+            await _persistently(lambda: services.store.add_audit(audit))
         except Exception:
             log.exception("recording the end of job %s failed", record.id)
         await job.post(final)
@@ -567,3 +572,15 @@ class JobManager:
             f"safely elsewhere{recorded}",
             hint=f"check what it changed, then run `{job.record.command}` again if needed",
         )
+
+
+async def _persistently(write: Callable[[], Awaitable[_T]]) -> _T:
+    """`write()`, tried again after each of END_WRITE_PAUSES while it fails; the last
+    failure is raised."""
+    for pause in END_WRITE_PAUSES:
+        try:
+            return await write()
+        except Exception as error:
+            log.warning("a store write failed, trying again in %s s: %r", pause, error)
+            await asyncio.sleep(pause)
+    return await write()

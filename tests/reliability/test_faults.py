@@ -19,10 +19,11 @@ from adapters.bootstrap import Bot, build_bot
 from adapters.store.sqlite import SqliteStore
 from bot.config import Settings, parse_config
 from bot.dispatcher import Result
+from bot.messages import Message
 from bot.model import JobStatus, Origin, Outcome
 from bot.polling import Polling
 from tests.conftest import demo_data
-from tests.reliability.helpers import samples
+from tests.reliability.helpers import samples, start_job
 from tests.support.aws_proxy import AwsProxy
 from tests.support.chat import RecordingChat
 
@@ -217,3 +218,42 @@ async def test_aws_failing_past_every_retry_ends_in_a_clear_failure_not_an_inter
             assert record.outcome == "failed"
             assert await bot.services.store.list_jobs(running_only=True) == []
             assert await bot.services.store.list_locks() == []
+
+
+async def test_the_end_of_a_job_is_recorded_though_the_store_refuses_it_for_a_while(
+    sandbox: Any,
+) -> None:
+    """Once botocore's retry quota is spent (sustained faults), a failed write is not retried
+    by botocore: the end of a job is written again by kajitori until the store takes it."""
+    chat = RecordingChat()
+    table = f"kajitori-end-{secrets.token_hex(3)}"
+    config = faulty_config(f"dynamodb://{table}?region={REGION}", "standard", MAX_ATTEMPTS)
+
+    async def body(_job: Any) -> Message:
+        return Message(text="done")
+
+    async with (
+        AwsProxy(sandbox.url) as proxy,
+        bot_behind(proxy, config, chat) as bot,
+    ):
+        # Every write that says the job succeeded (its record, its audit line) is refused
+        # for a moment, as a store failing past its retries would.
+        proxy.refuse.append(JobStatus.SUCCEEDED.value)
+        job = await start_job(bot, body)
+
+        async def heal() -> None:
+            await asyncio.sleep(0.6)
+            proxy.refuse.clear()
+
+        healing = asyncio.create_task(heal())
+        status = await asyncio.wait_for(bot.jobs.wait(job.id), JOB_BOUND)
+        await healing
+        assert status is JobStatus.SUCCEEDED
+        refused = [c for c in proxy.calls if c.fault == "denied"]
+        assert {c.action for c in refused} >= {"PutItem"}
+        store = bot.services.store
+        record = await store.get_job(job.id)
+        assert record is not None and record.status is JobStatus.SUCCEEDED
+        assert await store.list_jobs(running_only=True) == []
+        audit = await store.list_audit()
+        assert any(a.job_id == job.id and a.outcome == "job succeeded" for a in audit)
