@@ -76,6 +76,10 @@ class JobContext:
         self.last_progress = ""
         # The head message on its way (`open_thread`), and the progress reported meanwhile.
         self._opening: asyncio.Task[None] | None = None
+        # One write of the record at a time, each of it as it is when its turn comes: a write
+        # sent earlier (the thread's, retried while the store fails) never lands after a later
+        # one (the job's end) with an older record.
+        self._writing = asyncio.Lock()
         self._early: list[Message] = []
 
     @property
@@ -175,7 +179,13 @@ class JobContext:
         await self.write()
 
     async def write(self) -> None:
-        self.record.updated_at = self.services.clock.now()
-        if not await self.services.store.update_job(self.record):
+        if not await self.store_record():
             self.handed_over = True
             raise JobLost(f"job {self.id} is no longer run by {self.record.runner}")
+
+    async def store_record(self) -> bool:
+        """Write the record as it is now (after the writes already under way); False when
+        another replica runs the job."""
+        async with self._writing:
+            self.record.updated_at = self.services.clock.now()
+            return await self.services.store.update_job(self.record)

@@ -355,9 +355,8 @@ class JobManager:
         record.result = services.redactor.text(final.plain())[:RESULT_LIMIT]
         record.summary = services.redactor.text(final.text.splitlines()[0])[:300]
         record.ended_at = now
-        record.updated_at = now
         try:
-            if not await _persistently(lambda: services.store.update_job(record)):
+            if not await _persistently(job.store_record):
                 # Taken over while ending: the locks and the last word are the new runner's.
                 log.warning("job %s was taken over while it ended here", record.id)
                 return
