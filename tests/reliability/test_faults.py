@@ -257,3 +257,48 @@ async def test_the_end_of_a_job_is_recorded_though_the_store_refuses_it_for_a_wh
         assert await store.list_jobs(running_only=True) == []
         audit = await store.list_audit()
         assert any(a.job_id == job.id and a.outcome == "job succeeded" for a in audit)
+
+
+async def test_the_thread_s_write_retried_never_lands_after_the_end_of_its_job(
+    sandbox: Any,
+) -> None:
+    """The job's thread is recorded while the job works; when that write is throttled and
+    retried, the job's end must not be overwritten by it (an older record: still running)."""
+    chat = RecordingChat()
+    table = f"kajitori-order-{secrets.token_hex(3)}"
+    config = faulty_config(f"dynamodb://{table}?region={REGION}", "standard", MAX_ATTEMPTS)
+    holding = asyncio.Event()
+    holding.set()
+    passed = asyncio.Event()
+
+    def thread_write(text: str) -> bool:
+        """Throttle the write that records thread t1 on the running job, while holding."""
+        if '"t1"' not in text or '"running"' not in text:
+            return False
+        if holding.is_set():
+            return True
+        passed.set()
+        return False
+
+    async def body(_job: Any) -> Message:
+        return Message(text="done")
+
+    async with (
+        AwsProxy(sandbox.url) as proxy,
+        bot_behind(proxy, config, chat) as bot,
+    ):
+        proxy.throttle_when = thread_write
+        job = await start_job(bot, body)
+        await asyncio.sleep(1.0)
+        holding.clear()
+        status = await asyncio.wait_for(bot.jobs.wait(job.id), JOB_BOUND)
+        assert status is JobStatus.SUCCEEDED
+        # The thread's write, held back and retried, has gone through by now.
+        await asyncio.wait_for(passed.wait(), JOB_BOUND)
+        await asyncio.sleep(0.5)
+        assert [c for c in proxy.calls if c.fault == "throttle"]
+        record = await bot.services.store.get_job(job.id)
+        assert record is not None
+        assert record.status is JobStatus.SUCCEEDED, record
+        assert [t.thread for t in record.threads] == ["t1"]
+        assert record.result == "done"

@@ -19,7 +19,7 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal
@@ -148,6 +148,8 @@ class AwsProxy:
         self.faults = tuple(faults)
         self.server_error_status = server_error_status
         self.refuse = list(refuse)
+        # Requests whose body text this accepts are throttled (botocore retries them).
+        self.throttle_when: Callable[[str], bool] | None = None
         self.calls: list[ProxiedCall] = []
         self.url = ""
         self._random = random.Random(seed)
@@ -215,7 +217,10 @@ class AwsProxy:
         delay = self.latency + (self._random.uniform(0, self.jitter) if self.jitter else 0.0)
         text = unquote_plus(body.decode(errors="replace"))
         refused = any(r in text for r in self.refuse)
-        fault: Fault | None = "denied" if refused else self._pick_fault()
+        throttled = self.throttle_when is not None and self.throttle_when(text)
+        fault: Fault | None = (
+            "denied" if refused else "throttle" if throttled else self._pick_fault()
+        )
         if delay > 0:
             await asyncio.sleep(delay)
         call.added = delay
